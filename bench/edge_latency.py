@@ -1,0 +1,164 @@
+"""Benchmark: stack start-up time and GET /v1/users/me latency, edge vs direct.
+
+Starts its own stack (profile `bench`, its own ports and state), registers and
+logs in a user, then drives GET /v1/users/me at a steady open-loop rate:
+1. through Envoy (HTTPS, JWT check, rate limit, JSON transcoding), and
+2. straight to identity over gRPC (the same RPC, same token),
+interleaved in rounds so both see the same machine noise. Latency is measured
+from each request's *scheduled* start, so a stall is not hidden by the
+generator waiting (no coordinated omission). Prints `name: value` lines.
+
+    python bench/edge_latency.py [--rate 200] [--seconds 20]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import shutil
+import statistics
+import sys
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import grpc
+import httpx
+
+sys.path[:0] = [str(Path(__file__).resolve().parent.parent),
+                str(Path(__file__).resolve().parent.parent / "gen")]
+
+from devstack.infra import StackConfig, open_infra  # noqa: E402
+from devstack.stack import start_stack  # noqa: E402
+from fintech.identity.v1 import identity_pb2, identity_pb2_grpc  # noqa: E402
+from tests.integration.edge import EdgeClient  # noqa: E402
+
+BENCH_PORT_BASE = 37000
+MAX_IN_FLIGHT = 400  # bounds the generator if the target stalls
+ROUNDS = 4
+
+
+def percentile(sorted_values: list[float], p: float) -> float:
+    assert sorted_values
+    index = min(len(sorted_values) - 1, max(0, round(p / 100 * len(sorted_values)) - 1))
+    return sorted_values[index]
+
+
+async def open_loop(
+    call: Callable[[], Awaitable[bool]], rate: float, seconds: float
+) -> tuple[list[float], int]:
+    """Fire `call` every 1/rate s for `seconds`; latencies in ms and the error count."""
+    interval = 1.0 / rate
+    total = int(rate * seconds)
+    latencies: list[float] = []
+    errors = 0
+    limiter = asyncio.Semaphore(MAX_IN_FLIGHT)
+    start = time.perf_counter() + 0.05
+
+    async def one(scheduled: float) -> None:
+        nonlocal errors
+        async with limiter:
+            delay = scheduled - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            ok = await call()
+            latencies.append((time.perf_counter() - scheduled) * 1000)
+            if not ok:
+                errors += 1
+
+    await asyncio.gather(*(one(start + i * interval) for i in range(total)))
+    return sorted(latencies), errors
+
+
+async def measure(https_url: str, ca_file: str, identity_target: str, token: str,
+                  rate: float, seconds: float) -> dict[str, list[float] | int]:
+    headers = {"authorization": f"Bearer {token}"}
+    limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
+    edge_latencies: list[float] = []
+    direct_latencies: list[float] = []
+    errors = 0
+    async with httpx.AsyncClient(base_url=https_url, verify=ca_file, limits=limits,
+                                 timeout=10.0) as http:
+        channel = grpc.aio.insecure_channel(identity_target)
+        stub = identity_pb2_grpc.IdentityServiceStub(channel)
+        metadata = (("authorization", f"Bearer {token}"),)
+
+        async def via_edge() -> bool:
+            response = await http.get("/v1/users/me", headers=headers)
+            return response.status_code == 200
+
+        async def direct() -> bool:
+            try:
+                await stub.GetUser(identity_pb2.GetUserRequest(name="users/me"),
+                                   metadata=metadata, timeout=10)
+            except grpc.aio.AioRpcError:
+                return False
+            return True
+
+        # Warm-up: connections, TLS sessions, JIT-free but cache-warm paths.
+        await open_loop(via_edge, rate, 2)
+        await open_loop(direct, rate, 2)
+        for _ in range(ROUNDS):
+            lat, err = await open_loop(via_edge, rate, seconds / ROUNDS)
+            edge_latencies += lat
+            errors += err
+            lat, err = await open_loop(direct, rate, seconds / ROUNDS)
+            direct_latencies += lat
+            errors += err
+        await channel.close()
+    return {"edge": sorted(edge_latencies), "direct": sorted(direct_latencies), "errors": errors}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--rate", type=float, default=200.0)
+    parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--keep-state", action="store_true",
+                        help="reuse .state/bench (a warm start) instead of a cold one")
+    args = parser.parse_args()
+    assert 0 < args.rate <= 2000 and 0 < args.seconds <= 600
+
+    cfg = StackConfig.for_profile("bench", BENCH_PORT_BASE)
+    if not args.keep_state and cfg.state_dir.exists():
+        shutil.rmtree(cfg.state_dir)  # a cold start, as on a fresh machine after install
+    began = time.perf_counter()
+    infra_handle = open_infra(cfg)
+    try:
+        stack_handle = start_stack(infra_handle.infra)
+        ready = time.perf_counter() - began
+        try:
+            stack = stack_handle.stack
+            client = EdgeClient(stack.https_url, str(stack.ca_file))
+            session, _ = client.signed_up(email=f"bench-{uuid.uuid4().hex[:8]}@example.com")
+            client.close()
+            result = asyncio.run(measure(stack.https_url, str(stack.ca_file),
+                                         stack.grpc_targets["identity"], session.access_token,
+                                         args.rate, args.seconds))
+        finally:
+            stack_handle.stop()
+    finally:
+        infra_handle.stop()
+
+    edge = result["edge"]
+    direct = result["direct"]
+    assert isinstance(edge, list) and isinstance(direct, list)
+    edge_p50, edge_p99 = percentile(edge, 50), percentile(edge, 99)
+    direct_p50, direct_p99 = percentile(direct, 50), percentile(direct, 99)
+    print(f"stack_cold_start_ready_seconds: {ready:.1f}")
+    print(f"rate_rps: {args.rate:.0f}")
+    print(f"requests_per_path: {len(edge)}")
+    print(f"errors: {result['errors']}")
+    print(f"users_me_edge_p50_ms: {edge_p50:.2f}")
+    print(f"users_me_edge_p99_ms: {edge_p99:.2f}")
+    print(f"users_me_direct_grpc_p50_ms: {direct_p50:.2f}")
+    print(f"users_me_direct_grpc_p99_ms: {direct_p99:.2f}")
+    print(f"edge_added_p50_ms: {edge_p50 - direct_p50:.2f}")
+    print(f"edge_added_p99_ms: {edge_p99 - direct_p99:.2f}")
+    print(f"edge_over_direct_p50_ratio: {edge_p50 / direct_p50:.2f}")
+    print(f"edge_mean_ms: {statistics.fmean(edge):.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""The local stack: every server from a PyPI wheel, started and stopped by one command."""

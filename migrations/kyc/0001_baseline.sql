@@ -1,0 +1,13 @@
+-- KYC baseline: opens the migration chain of schema `kyc`.
+--
+-- It creates nothing on purpose. The platform template (migrations/_platform)
+-- already gives `kyc` what every service schema has (idempotency_keys,
+-- outbox_events, processed_events, audit_logs, schema_migrations), and the
+-- migrate tool creates the schema and the `kyc_svc` role with its grants.
+--
+-- The KYC issue, which implements the service's behaviour, adds its own
+-- tables in the next migrations (0002_...):
+--   documents            uploaded identity documents (object keys in S3, never the bytes)
+--   kyc_results          verification outcome per user, with provider evidence
+--   review_queue         cases a back-office analyst must decide
+--   third_party_calls    outbound provider calls, PII redacted

@@ -1,0 +1,12 @@
+-- Ledger baseline: opens the migration chain of schema `ledger`.
+--
+-- It creates nothing on purpose. The platform template (migrations/_platform)
+-- already gives `ledger` what every service schema has (idempotency_keys,
+-- outbox_events, processed_events, audit_logs, schema_migrations), and the
+-- migrate tool creates the schema and the `ledger_svc` role with its grants.
+--
+-- The Ledger issue, which implements the service's behaviour, adds its own
+-- tables in the next migrations (0002_...):
+--   accounts             ledger accounts (balances live only here)
+--   transfers            two-phase transfers between accounts
+--   entries, journal     immutable double-entry postings

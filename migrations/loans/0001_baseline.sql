@@ -1,0 +1,12 @@
+-- Loans baseline: opens the migration chain of schema `loans`.
+--
+-- It creates nothing on purpose. The platform template (migrations/_platform)
+-- already gives `loans` what every service schema has (idempotency_keys,
+-- outbox_events, processed_events, audit_logs, schema_migrations), and the
+-- migrate tool creates the schema and the `loans_svc` role with its grants.
+--
+-- The Loans issue, which implements the service's behaviour, adds its own
+-- tables in the next migrations (0002_...):
+--   simulations          quotes shown to the user (rates as decimal strings)
+--   loans                contracted loans and their state machine
+--   installments         the repayment schedule

@@ -1,0 +1,14 @@
+-- Payments baseline: opens the migration chain of schema `payments`.
+--
+-- It creates nothing on purpose. The platform template (migrations/_platform)
+-- already gives `payments` what every service schema has (idempotency_keys,
+-- outbox_events, processed_events, audit_logs, schema_migrations), and the
+-- migrate tool creates the schema and the `payments_svc` role with its grants.
+--
+-- The Payments issue, which implements the service's behaviour, adds its own
+-- tables in the next migrations (0002_...):
+--   payments             PIX / TED / card payments and their state
+--   payment_steps        each step of a payment's workflow
+--   psp_references       identifiers at the payment service provider
+--   webhooks             PSP callbacks received, deduplicated
+--   third_party_calls    outbound PSP calls, PII redacted

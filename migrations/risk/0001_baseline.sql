@@ -1,0 +1,14 @@
+-- Risk baseline: opens the migration chain of schema `risk`.
+--
+-- It creates nothing on purpose. The platform template (migrations/_platform)
+-- already gives `risk` what every service schema has (idempotency_keys,
+-- outbox_events, processed_events, audit_logs, schema_migrations), and the
+-- migrate tool creates the schema and the `risk_svc` role with its grants.
+--
+-- The Risk issue, which implements the service's behaviour, adds its own
+-- tables in the next migrations (0002_...):
+--   features             inputs captured per evaluation
+--   scores, decisions    credit scores and the decisions taken on them
+--   model_versions       which model produced each score
+--   consents, statements Open Finance consents and the data fetched under them
+--   third_party_calls    outbound bureau / Open Finance calls, PII redacted

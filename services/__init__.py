@@ -1,0 +1,1 @@
+"""The fintech backend's services; `services.platform` is the shared platform package."""

@@ -1,0 +1,1 @@
+"""Identity: users, profiles, credentials, sessions, devices, MFA."""

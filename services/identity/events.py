@@ -1,0 +1,36 @@
+"""What identity publishes (through the outbox, in the transaction of the change).
+
+Events carry resource names, not PII (LGPD): a consumer that needs personal
+data asks identity over gRPC.
+"""
+
+from __future__ import annotations
+
+from fintech.events.v1 import identity_events_pb2
+from google.protobuf import timestamp_pb2
+
+from services.identity.service_views import UserView
+
+# JetStream subjects are `fintech.<event_type>` (the event_type option of each message).
+USER_REGISTERED_SUBJECT = "fintech.user.registered"
+USER_PROFILE_UPDATED_SUBJECT = "fintech.user.profile_updated"
+
+
+def _ts(view_time: object) -> timestamp_pb2.Timestamp:
+    stamp = timestamp_pb2.Timestamp()
+    stamp.FromDatetime(view_time)  # type: ignore[arg-type]
+    return stamp
+
+
+def registered_event(view: UserView) -> identity_events_pb2.UserRegistered:
+    return identity_events_pb2.UserRegistered(
+        user=f"users/{view.id}", create_time=_ts(view.created_at)
+    )
+
+
+def profile_updated_event(
+    view: UserView, changed_fields: list[str]
+) -> identity_events_pb2.UserProfileUpdated:
+    return identity_events_pb2.UserProfileUpdated(
+        user=f"users/{view.id}", changed_fields=changed_fields, update_time=_ts(view.updated_at)
+    )

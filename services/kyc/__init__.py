@@ -1,0 +1,1 @@
+"""KYC service: identity verification: documents, KYC results, provider calls, review queue."""

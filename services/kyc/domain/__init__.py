@@ -1,0 +1,1 @@
+"""KYC domain rules (pure, no I/O): they arrive with the KYC issue."""

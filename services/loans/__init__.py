@@ -1,0 +1,1 @@
+"""Loans service: lending: simulations and quotes, loans, installments."""

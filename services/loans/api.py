@@ -1,0 +1,9 @@
+"""Loans's gRPC surface.
+
+Its whole v1 contract is served now, every RPC answering with the platform's
+NOT_IMPLEMENTED error (services/skeleton.py); the handlers come with the Loans issue.
+"""
+
+from services.skeleton import contract_only_setup
+
+setup = contract_only_setup("loans")

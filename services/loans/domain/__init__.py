@@ -1,0 +1,1 @@
+"""Loans domain rules (pure, no I/O): they arrive with the Loans issue."""

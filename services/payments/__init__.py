@@ -1,0 +1,1 @@
+"""Payments service: PIX/TED/card payments, their steps, PSP references, webhooks."""

@@ -1,0 +1,113 @@
+"""Async SQLAlchemy 2 engine (psycopg 3) with a bounded pool and a re-entrant transaction.
+
+`db.transaction()` joins the transaction already open in the current context
+(the idempotency interceptor opens one around the handler), so the effect, the
+outbox event, the audit row and the idempotency record commit together.
+"""
+
+from __future__ import annotations
+
+import contextvars
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from typing import Any
+
+from sqlalchemy import Executable, Result
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+MAX_POOL_SIZE = 50
+DEFAULT_POOL_SIZE = 10
+DEFAULT_STATEMENT_TIMEOUT_MS = 5_000
+MAX_STATEMENT_TIMEOUT_MS = 60_000
+POOL_TIMEOUT_SECONDS = 5.0
+
+
+def sqlalchemy_url(url: str) -> str:
+    """postgresql://… → postgresql+psycopg://… (the URL form in the environment)."""
+    for prefix in ("postgresql+psycopg://", "postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    raise ValueError("database URL must start with postgresql://")
+
+
+def libpq_url(url: str) -> str:
+    """The plain libpq form, for raw psycopg connections (LISTEN, migrations)."""
+    return "postgresql://" + sqlalchemy_url(url)[len("postgresql+psycopg://") :]
+
+
+class Database:
+    def __init__(
+        self,
+        url: str,
+        *,
+        pool_size: int = DEFAULT_POOL_SIZE,
+        statement_timeout_ms: int = DEFAULT_STATEMENT_TIMEOUT_MS,
+        application_name: str = "fintech",
+    ) -> None:
+        assert 1 <= pool_size <= MAX_POOL_SIZE, pool_size
+        assert 1 <= statement_timeout_ms <= MAX_STATEMENT_TIMEOUT_MS, statement_timeout_ms
+        self.url = libpq_url(url)
+        self.engine: AsyncEngine = create_async_engine(
+            sqlalchemy_url(url),
+            pool_size=pool_size,
+            max_overflow=0,  # the pool size *is* the bound
+            pool_timeout=POOL_TIMEOUT_SECONDS,
+            pool_pre_ping=True,
+            connect_args={
+                "options": f"-c statement_timeout={statement_timeout_ms}",
+                "application_name": application_name,
+            },
+        )
+        # One context variable per Database so two databases never join each other.
+        self._current: contextvars.ContextVar[AsyncConnection | None] = contextvars.ContextVar(
+            f"fintech_db_tx_{id(self)}", default=None
+        )
+
+    def current_connection(self) -> AsyncConnection | None:
+        return self._current.get()
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[AsyncConnection]:
+        """Open a transaction, or join the one already open in this context."""
+        outer = self._current.get()
+        if outer is not None:
+            yield outer
+            return
+        async with self.separate_transaction() as conn:
+            yield conn
+
+    @asynccontextmanager
+    async def separate_transaction(self) -> AsyncIterator[AsyncConnection]:
+        """Always a new transaction (e.g. a call log that must survive a rollback)."""
+        async with self.engine.begin() as conn:
+            token = self._current.set(conn)
+            try:
+                yield conn
+            finally:
+                self._current.reset(token)
+
+    async def execute(
+        self, statement: Executable, params: Mapping[str, Any] | None = None
+    ) -> Result[Any]:
+        async with self.transaction() as conn:
+            return await conn.execute(statement, params)
+
+    async def fetch_one(
+        self, statement: Executable, params: Mapping[str, Any] | None = None
+    ) -> Any | None:
+        """The first row (mapping-like `Row`) or None."""
+        async with self.transaction() as conn:
+            return (await conn.execute(statement, params)).first()
+
+    async def fetch_all(
+        self, statement: Executable, params: Mapping[str, Any] | None = None
+    ) -> list[Any]:
+        async with self.transaction() as conn:
+            return list((await conn.execute(statement, params)).all())
+
+    async def scalar(self, statement: Executable, params: Mapping[str, Any] | None = None) -> Any:
+        async with self.transaction() as conn:
+            return await conn.scalar(statement, params)
+
+    async def close(self) -> None:
+        await self.engine.dispose()

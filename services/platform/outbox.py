@@ -1,0 +1,240 @@
+"""Transactional outbox and its JetStream relay.
+
+`add_event(conn, ...)` writes the event in the caller's transaction. The relay
+claims unpublished rows (`FOR UPDATE SKIP LOCKED`, bounded batch), publishes
+each with `Nats-Msg-Id` = event id and marks it published in the same
+transaction. If the relay dies between publish and commit the rows stay
+unpublished and are published again; JetStream drops the copy inside the
+stream's duplicate window, so subscribers see each event once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import psycopg
+from google.protobuf import message
+from nats.js import JetStreamContext
+from nats.js.api import StreamConfig
+from nats.js.errors import BadRequestError
+from sqlalchemy import bindparam, text
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from services.platform.db import Database
+from services.platform.logs import request_id_var
+from services.platform.tracing import current_traceparent
+
+log = logging.getLogger(__name__)
+
+MSG_ID_HEADER = "Nats-Msg-Id"
+EVENT_TYPE_HEADER = "Fintech-Event-Type"
+MAX_BATCH_SIZE = 500
+MAX_BACKOFF_SECONDS = 30.0
+MAX_HEADERS = 32
+DEFAULT_STREAM = "FINTECH"
+DEFAULT_STREAM_SUBJECTS = ("fintech.>",)
+DEFAULT_DUPLICATE_WINDOW_SECONDS = 600.0
+SUBJECT_PREFIX = "fintech."
+
+_INSERT = text(
+    "INSERT INTO outbox_events (id, subject, type, payload, headers)"
+    " VALUES (:id, :subject, :type, :payload, :headers)"
+).bindparams(bindparam("headers", type_=JSONB))
+_CLAIM = text(
+    "SELECT id, subject, type, payload, headers FROM outbox_events"
+    " WHERE published_at IS NULL ORDER BY created_at, id LIMIT :limit FOR UPDATE SKIP LOCKED"
+)
+_NOTIFY = text("SELECT pg_notify('outbox_' || current_schema(), '')")
+_MARK = text(
+    "UPDATE outbox_events SET published_at = now(), attempts = attempts + 1 WHERE id = ANY(:ids)"
+)
+_FAILED = text(
+    "UPDATE outbox_events SET attempts = attempts + 1, last_error = :error WHERE id = :id"
+)
+
+
+def notify_channel(schema: str) -> str:
+    return f"outbox_{schema}"
+
+
+async def add_event(
+    conn: AsyncConnection,
+    *,
+    subject: str,
+    event: message.Message,
+    event_id: uuid.UUID | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> uuid.UUID:
+    """Record `event` for publication on `subject` when the caller's transaction commits."""
+    assert subject and " " not in subject and not subject.endswith("."), subject
+    event_id = event_id or uuid.uuid4()
+    all_headers: dict[str, str] = dict(headers or {})
+    traceparent = current_traceparent()
+    if traceparent:
+        all_headers.setdefault("traceparent", traceparent)
+    request_id = request_id_var.get()
+    if request_id:
+        all_headers.setdefault("x-request-id", request_id)
+    assert len(all_headers) <= MAX_HEADERS
+    await conn.execute(
+        _INSERT,
+        {
+            "id": event_id,
+            "subject": subject,
+            "type": event.DESCRIPTOR.full_name,
+            "payload": event.SerializeToString(deterministic=True),
+            "headers": all_headers,
+        },
+    )
+    # Delivered at commit: wakes the schema's relay without waiting for its poll.
+    await conn.execute(_NOTIFY)
+    return event_id
+
+
+async def ensure_stream(
+    js: JetStreamContext,
+    name: str = DEFAULT_STREAM,
+    subjects: Sequence[str] = DEFAULT_STREAM_SUBJECTS,
+    duplicate_window_seconds: float = DEFAULT_DUPLICATE_WINDOW_SECONDS,
+) -> None:
+    """Create the stream, or update it when it exists with another configuration."""
+    config = StreamConfig(
+        name=name, subjects=list(subjects), duplicate_window=duplicate_window_seconds
+    )
+    try:
+        await js.add_stream(config)
+    except BadRequestError:
+        # "stream name already in use with a different configuration"
+        await js.update_stream(config)
+
+
+@dataclass(frozen=True, slots=True)
+class RelayConfig:
+    stream: str = DEFAULT_STREAM
+    stream_subjects: tuple[str, ...] = DEFAULT_STREAM_SUBJECTS
+    duplicate_window_seconds: float = DEFAULT_DUPLICATE_WINDOW_SECONDS
+    batch_size: int = 100
+    poll_interval_seconds: float = 1.0
+    publish_timeout_seconds: float = 5.0
+    backoff_base_seconds: float = 0.2
+    extra_headers: Mapping[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        assert 1 <= self.batch_size <= MAX_BATCH_SIZE
+        assert 0.01 <= self.poll_interval_seconds <= 60
+        assert 0 < self.publish_timeout_seconds <= 60
+        assert self.duplicate_window_seconds >= 60, "the window must outlast a relay restart"
+
+
+class OutboxRelay:
+    def __init__(
+        self, db: Database, js: JetStreamContext, schema: str, config: RelayConfig | None = None
+    ) -> None:
+        self.db = db
+        self.js = js
+        self.schema = schema
+        self.config = config or RelayConfig()
+        self._wake = asyncio.Event()
+
+    @property
+    def channel(self) -> str:
+        return notify_channel(self.schema)
+
+    async def relay_once(self) -> int:
+        """Publish one batch; returns how many events were published and marked."""
+        published: list[uuid.UUID] = []
+        async with self.db.separate_transaction() as conn:
+            rows = (await conn.execute(_CLAIM, {"limit": self.config.batch_size})).all()
+            try:
+                for row in rows:
+                    await self._publish(row)
+                    published.append(row.id)
+            except Exception as exc:
+                # Mark what went out; the failing event keeps its place in line.
+                failed = rows[len(published)]
+                await conn.execute(
+                    _FAILED, {"id": failed.id, "error": f"{type(exc).__name__}: {exc}"[:500]}
+                )
+                if published:
+                    await self.mark_published(conn, published)
+                raise
+            if published:
+                await self.mark_published(conn, published)
+        return len(published)
+
+    async def mark_published(self, conn: AsyncConnection, ids: list[uuid.UUID]) -> None:
+        await conn.execute(_MARK, {"ids": ids})
+
+    async def _publish(self, row: Any) -> None:
+        headers = dict(row.headers or {})
+        headers.update(self.config.extra_headers)
+        headers[MSG_ID_HEADER] = str(row.id)
+        headers[EVENT_TYPE_HEADER] = row.type
+        ack = await self.js.publish(
+            row.subject,
+            bytes(row.payload),
+            timeout=self.config.publish_timeout_seconds,
+            stream=self.config.stream,
+            headers=headers,
+        )
+        if ack.duplicate:
+            log.info("event %s was already in the stream (duplicate dropped)", row.id)
+
+    async def run(self) -> None:
+        """Relay forever: wake on NOTIFY or poll, drain, back off on failure."""
+        await ensure_stream(
+            self.js,
+            self.config.stream,
+            self.config.stream_subjects,
+            self.config.duplicate_window_seconds,
+        )
+        listener = asyncio.create_task(self._listen(), name=f"outbox-listen-{self.schema}")
+        failures = 0
+        try:
+            while True:
+                try:
+                    while await self.relay_once() == self.config.batch_size:
+                        pass  # a full batch: more may be waiting
+                    failures = 0
+                except Exception as exc:
+                    failures += 1
+                    delay = min(
+                        MAX_BACKOFF_SECONDS,
+                        self.config.backoff_base_seconds * 2 ** min(failures, 16),
+                    )
+                    log.warning("outbox relay failed (%s); retrying in %.1fs", exc, delay)
+                    await asyncio.sleep(random.uniform(delay / 2, delay))  # noqa: S311 - jitter
+                    continue
+                self._wake.clear()
+                try:
+                    await asyncio.wait_for(self._wake.wait(), self.config.poll_interval_seconds)
+                except TimeoutError:
+                    pass
+        finally:
+            listener.cancel()
+            await asyncio.gather(listener, return_exceptions=True)
+
+    async def _listen(self) -> None:
+        """LISTEN on the schema's channel; a lost connection degrades to polling."""
+        while True:
+            try:
+                async with await psycopg.AsyncConnection.connect(
+                    self.db.url, autocommit=True
+                ) as conn:
+                    await conn.execute(
+                        psycopg.sql.SQL("LISTEN {}").format(psycopg.sql.Identifier(self.channel))
+                    )
+                    async for _ in conn.notifies():
+                        self._wake.set()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("outbox LISTEN lost (%s); polling until it reconnects", exc)
+                await asyncio.sleep(self.config.poll_interval_seconds * 5)

@@ -1,0 +1,1 @@
+"""Risk service: credit risk: features, scores, decisions, model versions, Open Finance data."""

@@ -1,0 +1,1 @@
+"""Risk domain rules (pure, no I/O): they arrive with the Risk issue."""

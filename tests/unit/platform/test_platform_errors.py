@@ -1,0 +1,91 @@
+"""Error model: AppError ↔ google.rpc.Status, and the error interceptor on a real server."""
+
+from __future__ import annotations
+
+import logging
+
+import grpc
+import pytest
+from google.protobuf import wrappers_pb2
+
+from services.platform import errors
+from services.platform.errors import AppError, details_from_rpc_error, details_from_status
+from services.platform.server_interceptors import ErrorInterceptor, ObservabilityInterceptor
+from tests.unit.platform.platform_unit_support import start_server, stub
+
+DOMAIN = "unit.fintech.local"
+
+
+def test_status_round_trip_carries_error_info_and_violations() -> None:
+    err = errors.invalid_argument(
+        "INVALID_CPF", "cpf is invalid", violations=[("cpf", "check digits"), ("email", "format")]
+    )
+    status = err.to_status(DOMAIN)
+    assert status.code == grpc.StatusCode.INVALID_ARGUMENT.value[0]
+    decoded = details_from_status(status)
+    assert decoded.code is grpc.StatusCode.INVALID_ARGUMENT
+    assert decoded.reason == "INVALID_CPF"
+    assert decoded.domain == DOMAIN
+    assert decoded.message == "cpf is invalid"
+    assert decoded.violations == (("cpf", "check digits"), ("email", "format"))
+
+
+def test_status_without_violations_has_no_bad_request() -> None:
+    status = errors.not_found("USER_NOT_FOUND", "no such user").to_status(DOMAIN)
+    assert len(status.details) == 1
+    assert details_from_status(status).violations == ()
+
+
+def test_unimplemented_helper_names_the_method() -> None:
+    err = errors.unimplemented("fintech.kyc.v1.KycService", "SubmitDocument")
+    assert err.code is grpc.StatusCode.UNIMPLEMENTED
+    assert err.reason == "NOT_IMPLEMENTED"
+    assert "SubmitDocument" in err.message
+    assert details_from_status(err.to_status(DOMAIN)).metadata["method"] == "SubmitDocument"
+
+
+def test_app_error_rejects_ok_and_lowercase_reason() -> None:
+    with pytest.raises(AssertionError):
+        AppError(grpc.StatusCode.OK, "FINE", "no")
+    with pytest.raises(AssertionError):
+        AppError(grpc.StatusCode.INTERNAL, "lower", "no")
+
+
+async def test_interceptor_sends_rich_status_and_hides_internal_errors(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async def fail(request: wrappers_pb2.StringValue, context: grpc.aio.ServicerContext) -> None:
+        raise errors.already_exists("EMAIL_TAKEN", "email already registered")
+
+    async def crash(request: wrappers_pb2.StringValue, context: grpc.aio.ServicerContext) -> None:
+        raise RuntimeError("duplicate key (cpf)=(12345678909) SELECT * FROM users")
+
+    async def echo(
+        request: wrappers_pb2.StringValue, context: grpc.aio.ServicerContext
+    ) -> wrappers_pb2.StringValue:
+        return wrappers_pb2.StringValue(value=request.value.upper())
+
+    server, channel = await start_server(
+        [ErrorInterceptor(DOMAIN), ObservabilityInterceptor()],
+        {"Fail": fail, "Crash": crash, "Echo": echo},
+    )
+    try:
+        assert (await stub(channel, "Echo")(wrappers_pb2.StringValue(value="hi"))).value == "HI"
+
+        with pytest.raises(grpc.aio.AioRpcError) as failed:
+            await stub(channel, "Fail")(wrappers_pb2.StringValue())
+        details = details_from_rpc_error(failed.value)
+        assert details.code is grpc.StatusCode.ALREADY_EXISTS
+        assert (details.reason, details.domain) == ("EMAIL_TAKEN", DOMAIN)
+
+        with caplog.at_level(logging.ERROR, logger="services.platform.rpc"):
+            with pytest.raises(grpc.aio.AioRpcError) as crashed:
+                await stub(channel, "Crash")(wrappers_pb2.StringValue())
+        details = details_from_rpc_error(crashed.value)
+        assert details.code is grpc.StatusCode.INTERNAL
+        assert (details.reason, details.message) == ("INTERNAL", "internal error")
+        assert "SELECT" not in str(crashed.value) and "12345678909" not in str(crashed.value)
+        assert any(r.exc_info and "duplicate key" in str(r.exc_info[1]) for r in caplog.records)
+    finally:
+        await channel.close()
+        await server.stop(None)

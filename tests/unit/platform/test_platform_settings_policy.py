@@ -1,0 +1,122 @@
+"""Settings from the environment, method policies, and the unimplemented servicer."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import grpc
+import pytest
+from google.protobuf import wrappers_pb2
+
+from services.platform import errors
+from services.platform.errors import AppError, details_from_rpc_error
+from services.platform.policy import (
+    DEFAULT_POLICY,
+    INFRASTRUCTURE_POLICY,
+    MethodPolicy,
+    policy_for,
+    split_full_method,
+    static_policies,
+)
+from services.platform.server_interceptors import ErrorInterceptor
+from services.platform.settings import Settings, SettingsError
+from services.platform.unimplemented import unimplemented_servicer
+from tests.unit.platform.platform_unit_support import SERVICE, start_server, stub
+
+
+def test_settings_defaults_follow_port_convention() -> None:
+    s = Settings.from_env("identity", {})
+    assert (s.grpc_host, s.grpc_port, s.metrics_port) == ("127.0.0.1", 17031, 17131)
+    assert s.db_schema == "identity" and s.error_domain == "identity.fintech.local"
+    assert s.jwt_issuer == "https://identity.fintech.local" and s.jwt_audience == "fintech-api"
+    assert s.database_url is None and s.secrets_dir is None and s.log_level == "INFO"
+
+
+def test_settings_read_every_variable() -> None:
+    env = {
+        "FINTECH_GRPC_HOST": "0.0.0.0",
+        "FINTECH_GRPC_PORT": "27032",
+        "FINTECH_METRICS_PORT": "0",
+        "FINTECH_DATABASE_URL": "postgresql://kyc_svc:pw@127.0.0.1:27010/fintech",
+        "FINTECH_DB_SCHEMA": "kyc_test",
+        "FINTECH_REDIS_URL": "redis://127.0.0.1:27011/0",
+        "FINTECH_NATS_URL": "nats://127.0.0.1:27012",
+        "FINTECH_TEMPORAL_ADDRESS": "127.0.0.1:27014",
+        "FINTECH_S3_ENDPOINT": "http://127.0.0.1:27016",
+        "FINTECH_JWT_ISSUER": "iss",
+        "FINTECH_JWT_AUDIENCE": "aud",
+        "FINTECH_SECRETS_DIR": "/tmp/secrets",
+        "FINTECH_LOG_LEVEL": "debug",
+    }
+    s = Settings.from_env("kyc", env)
+    assert s.grpc_address == "0.0.0.0:27032" and s.metrics_port == 0
+    assert s.db_schema == "kyc_test" and s.redis_url and s.nats_url and s.temporal_address
+    assert s.secret_path("jwks.json") == Path("/tmp/secrets/jwks.json")
+    assert s.log_level == "DEBUG" and (s.jwt_issuer, s.jwt_audience) == ("iss", "aud")
+
+
+@pytest.mark.parametrize(
+    ("service", "env"),
+    [
+        ("unknownsvc", {}),  # no default port
+        ("kyc", {"FINTECH_GRPC_PORT": "http"}),
+        ("kyc", {"FINTECH_GRPC_PORT": "70000"}),
+        ("kyc", {"FINTECH_LOG_LEVEL": "LOUD"}),
+        ("kyc", {"FINTECH_DB_SCHEMA": "kyc; drop"}),
+        ("Bad-Name", {"FINTECH_GRPC_PORT": "1"}),
+    ],
+)
+def test_settings_reject_bad_values(service: str, env: dict[str, str]) -> None:
+    with pytest.raises(SettingsError):
+        Settings.from_env(service, env)
+
+
+def test_policy_lookup_defaults_and_static_table() -> None:
+    assert split_full_method("/a.B/C") == ("a.B", "C")
+    with pytest.raises(ValueError):
+        split_full_method("a.B/C")
+    assert policy_for("/grpc.health.v1.Health/Check") == INFRASTRUCTURE_POLICY
+    assert policy_for("/no.such.Service/Method") == DEFAULT_POLICY
+    # A method in the pool without the option: authenticated, not mutating.
+    assert policy_for(f"/{SERVICE}/Echo") == DEFAULT_POLICY
+    lookup = static_policies({"/a.B/C": MethodPolicy(mutating=True)})
+    assert lookup("/a.B/C").mutating and not lookup("/a.B/D").mutating
+    assert lookup("/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo").public
+
+
+class EchoServicerBase:
+    async def Echo(self, request, context):  # type: ignore[no-untyped-def]
+        raise NotImplementedError
+
+
+async def test_unimplemented_servicer_answers_not_implemented() -> None:
+    servicer = unimplemented_servicer(EchoServicerBase, SERVICE)
+    assert isinstance(servicer, EchoServicerBase)
+    with pytest.raises(AppError) as direct:
+        await servicer.Echo(wrappers_pb2.StringValue(), None)
+    assert direct.value.reason == errors.NOT_IMPLEMENTED
+    server, channel = await start_server(
+        [ErrorInterceptor("unit.fintech.local")], {"Echo": servicer.Echo}
+    )
+    try:
+        with pytest.raises(grpc.aio.AioRpcError) as exc:
+            await stub(channel, "Echo")(wrappers_pb2.StringValue())
+        details = details_from_rpc_error(exc.value)
+        assert details.code is grpc.StatusCode.UNIMPLEMENTED
+        assert details.reason == "NOT_IMPLEMENTED" and details.metadata["method"] == "Echo"
+    finally:
+        await channel.close()
+        await server.stop(None)
+
+
+def test_policy_for_reads_the_contract_option() -> None:
+    # Importing the generated module puts its descriptors (and options) in the pool.
+    from fintech.identity.v1 import identity_pb2  # noqa: F401
+
+    create = policy_for("/fintech.identity.v1.IdentityService/CreateUser")
+    assert create.mutating and create.public and not create.internal
+    update = policy_for("/fintech.identity.v1.IdentityService/UpdateUser")
+    assert update.mutating and not update.public
+    jwks_policy = policy_for("/fintech.identity.v1.IdentityService/GetJwks")
+    assert jwks_policy.internal and not jwks_policy.mutating
+    assert policy_for("/fintech.identity.v1.IdentityService/GetUser") == DEFAULT_POLICY

@@ -1,0 +1,1 @@
+"""Developer tools: code generation, OpenAPI generation, breaking-change check."""
