@@ -26,8 +26,10 @@ from pathlib import Path
 import grpc
 import httpx
 
-sys.path[:0] = [str(Path(__file__).resolve().parent.parent),
-                str(Path(__file__).resolve().parent.parent / "gen")]
+sys.path[:0] = [
+    str(Path(__file__).resolve().parent.parent),
+    str(Path(__file__).resolve().parent.parent / "gen"),
+]
 
 from devstack.infra import StackConfig, open_infra  # noqa: E402
 from devstack.stack import start_stack  # noqa: E402
@@ -71,15 +73,17 @@ async def open_loop(
     return sorted(latencies), errors
 
 
-async def measure(https_url: str, ca_file: str, identity_target: str, token: str,
-                  rate: float, seconds: float) -> dict[str, list[float] | int]:
+async def measure(
+    https_url: str, ca_file: str, identity_target: str, token: str, rate: float, seconds: float
+) -> dict[str, list[float] | int]:
     headers = {"authorization": f"Bearer {token}"}
     limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
     edge_latencies: list[float] = []
     direct_latencies: list[float] = []
     errors = 0
-    async with httpx.AsyncClient(base_url=https_url, verify=ca_file, limits=limits,
-                                 timeout=10.0) as http:
+    async with httpx.AsyncClient(
+        base_url=https_url, verify=ca_file, limits=limits, timeout=10.0
+    ) as http:
         channel = grpc.aio.insecure_channel(identity_target)
         stub = identity_pb2_grpc.IdentityServiceStub(channel)
         metadata = (("authorization", f"Bearer {token}"),)
@@ -90,8 +94,9 @@ async def measure(https_url: str, ca_file: str, identity_target: str, token: str
 
         async def direct() -> bool:
             try:
-                await stub.GetUser(identity_pb2.GetUserRequest(name="users/me"),
-                                   metadata=metadata, timeout=10)
+                await stub.GetUser(
+                    identity_pb2.GetUserRequest(name="users/me"), metadata=metadata, timeout=10
+                )
             except grpc.aio.AioRpcError:
                 return False
             return True
@@ -114,8 +119,11 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rate", type=float, default=200.0)
     parser.add_argument("--seconds", type=float, default=20.0)
-    parser.add_argument("--keep-state", action="store_true",
-                        help="reuse .state/bench (a warm start) instead of a cold one")
+    parser.add_argument(
+        "--keep-state",
+        action="store_true",
+        help="reuse .state/bench (a warm start) instead of a cold one",
+    )
     args = parser.parse_args()
     assert 0 < args.rate <= 2000 and 0 < args.seconds <= 600
 
@@ -132,9 +140,16 @@ def main() -> int:
             client = EdgeClient(stack.https_url, str(stack.ca_file))
             session, _ = client.signed_up(email=f"bench-{uuid.uuid4().hex[:8]}@example.com")
             client.close()
-            result = asyncio.run(measure(stack.https_url, str(stack.ca_file),
-                                         stack.grpc_targets["identity"], session.access_token,
-                                         args.rate, args.seconds))
+            result = asyncio.run(
+                measure(
+                    stack.https_url,
+                    str(stack.ca_file),
+                    stack.grpc_targets["identity"],
+                    session.access_token,
+                    args.rate,
+                    args.seconds,
+                )
+            )
         finally:
             stack_handle.stop()
     finally:

@@ -92,8 +92,9 @@ def main(argv: list[str] | None = None) -> int:
     sys.stdout.write(result.stdout)
     sys.stderr.write(result.stderr)
     if result.returncode != 0:
-        print(f"breaking: proto/ breaks compatibility with {revision} ({sha[:12]})",
-              file=sys.stderr)
+        print(
+            f"breaking: proto/ breaks compatibility with {revision} ({sha[:12]})", file=sys.stderr
+        )
         return 1
     print(f"breaking: compatible with {revision} ({sha[:12]})")
     return 0

@@ -150,11 +150,13 @@ class Api:
         self._file_options = message_factory.GetMessageClass(
             self.pool.FindMessageTypeByName("google.protobuf.FileOptions")
         )
-        self.http_ext = self.pool.FindExtensionByName("google.api.http")
-        self.policy_ext = self.pool.FindExtensionByName("fintech.api.v1.method_policy")
-        self.behavior_ext = self.pool.FindExtensionByName("google.api.field_behavior")
-        self.resource_ext = self.pool.FindExtensionByName("google.api.resource")
-        self.resource_def_ext = self.pool.FindExtensionByName("google.api.resource_definition")
+        # Typed Any: the stubs only accept extension handles of generated
+        # modules, and these come from the private pool.
+        self.http_ext: Any = self.pool.FindExtensionByName("google.api.http")
+        self.policy_ext: Any = self.pool.FindExtensionByName("fintech.api.v1.method_policy")
+        self.behavior_ext: Any = self.pool.FindExtensionByName("google.api.field_behavior")
+        self.resource_ext: Any = self.pool.FindExtensionByName("google.api.resource")
+        self.resource_def_ext: Any = self.pool.FindExtensionByName("google.api.resource_definition")
         for file in self.files:
             self._index_comments(file)
             self._index_resources(file)
@@ -352,8 +354,13 @@ class SchemaBuilder:
     def ref(self, full_name: str) -> dict[str, Any]:
         return {"$ref": f"#/components/schemas/{full_name}"}
 
-    def message(self, msg: descriptor.Descriptor, *, exclude: frozenset[str] = frozenset(),
-                name: str | None = None) -> dict[str, Any]:
+    def message(
+        self,
+        msg: descriptor.Descriptor,
+        *,
+        exclude: frozenset[str] = frozenset(),
+        name: str | None = None,
+    ) -> dict[str, Any]:
         """Register `msg` (minus `exclude` fields) and return a $ref to it."""
         key = name or msg.full_name
         if msg.full_name in WKT_SCHEMAS and not exclude:
@@ -372,18 +379,27 @@ class SchemaBuilder:
             prop = self.field(fld)
             behaviors = self.api.field_behaviors(fld)
             if BEHAVIOR_OUTPUT_ONLY in behaviors:
-                prop = {**prop, "readOnly": True} if "$ref" not in prop else {
-                    "allOf": [prop], "readOnly": True}
+                prop = (
+                    {**prop, "readOnly": True}
+                    if "$ref" not in prop
+                    else {"allOf": [prop], "readOnly": True}
+                )
             if BEHAVIOR_INPUT_ONLY in behaviors:
-                prop = {**prop, "writeOnly": True} if "$ref" not in prop else {
-                    "allOf": [prop], "writeOnly": True}
+                prop = (
+                    {**prop, "writeOnly": True}
+                    if "$ref" not in prop
+                    else {"allOf": [prop], "writeOnly": True}
+                )
             text = self.api.comments.get(f"{msg.full_name}.{fld.name}")
             if fld.containing_oneof is not None:
                 note = f"Member of oneof `{fld.containing_oneof.name}`: set at most one."
                 text = f"{text}\n\n{note}" if text else note
             if text:
-                prop = {**prop, "description": text} if "$ref" not in prop else {
-                    "allOf": [prop], "description": text}
+                prop = (
+                    {**prop, "description": text}
+                    if "$ref" not in prop
+                    else {"allOf": [prop], "description": text}
+                )
             schema["properties"][fld.name] = prop
             if BEHAVIOR_REQUIRED in behaviors:
                 required.append(fld.name)
@@ -403,16 +419,19 @@ class SchemaBuilder:
 
     def single(self, fld: descriptor.FieldDescriptor) -> dict[str, Any]:
         """Schema of one value of the field (ignoring repetition)."""
-        if fld.type == FieldDescriptor.TYPE_MESSAGE:
+        if fld.message_type is not None:
             return self.message(fld.message_type)
-        if fld.type == FieldDescriptor.TYPE_ENUM:
+        if fld.enum_type is not None:
             return self.enum(fld.enum_type)
         return dict(SCALAR_SCHEMAS[fld.type])
 
     def field(self, fld: descriptor.FieldDescriptor) -> dict[str, Any]:
         msg_type = fld.message_type
         if msg_type is not None and msg_type.GetOptions().map_entry:
-            return {"type": "object", "additionalProperties": self.single(msg_type.fields_by_name["value"])}
+            return {
+                "type": "object",
+                "additionalProperties": self.single(msg_type.fields_by_name["value"]),
+            }
         if _is_repeated(fld):
             return {"type": "array", "items": self.single(fld)}
         return self.single(fld)
@@ -423,7 +442,7 @@ def _is_repeated(fld: descriptor.FieldDescriptor) -> bool:
     is_repeated = getattr(fld, "is_repeated", None)
     if is_repeated is not None:
         return bool(is_repeated)
-    return bool(fld.label == FieldDescriptor.LABEL_REPEATED)
+    return bool(getattr(fld, "label") == FieldDescriptor.LABEL_REPEATED)  # noqa: B009
 
 
 def _query_parameters(
@@ -457,8 +476,12 @@ def _query_parameters(
             "array",
         ):
             continue
-        param: dict[str, Any] = {"name": path, "in": "query", "required": False,
-                                 "schema": builder.field(fld)}
+        param: dict[str, Any] = {
+            "name": path,
+            "in": "query",
+            "required": False,
+            "schema": builder.field(fld),
+        }
         if _is_repeated(fld):
             param["style"] = "form"
             param["explode"] = True

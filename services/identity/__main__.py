@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import grpc
-from fintech.identity.v1 import identity_pb2, identity_pb2_grpc
 
+from fintech.identity.v1 import identity_pb2, identity_pb2_grpc
 from services.identity.api import IdentityApi
 from services.identity.service import IdentityService
 from services.identity.signing import TokenSigner

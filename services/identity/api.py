@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeAlias
 
 import grpc
-from fintech.identity.v1 import identity_pb2, identity_pb2_grpc
 from google.protobuf import timestamp_pb2
 
+from fintech.identity.v1 import identity_pb2, identity_pb2_grpc
 from services.identity.domain.registration import Address
 from services.identity.service import (
     UPDATABLE_PATHS,
@@ -23,7 +23,7 @@ from services.platform.auth import current_principal
 from services.platform.errors import invalid_argument
 
 USER_PREFIX = "users/"
-Context = grpc.aio.ServicerContext[Any, Any]
+Context: TypeAlias = grpc.aio.ServicerContext[Any, Any]
 _KYC_STATUS = {
     name: identity_pb2.KycStatus.Value(f"KYC_STATUS_{name}")
     for name in ("NOT_STARTED", "PENDING", "WAITING_PROVIDER", "IN_REVIEW", "APPROVED", "DECLINED")
@@ -270,6 +270,21 @@ class IdentityApi(identity_pb2_grpc.IdentityServiceServicer):
         principal = current_principal()
         row = await self._service.revoke_device(principal, parts[1], parts[3])
         return _device_message(str(row.user_id), row)
+
+    async def GetUserIdentity(
+        self, request: identity_pb2.GetUserIdentityRequest, context: Context
+    ) -> identity_pb2.UserIdentity:
+        view, cpf = await self._service.get_identity(current_principal(), _user_ref(request.name))
+        public = user_message(view)
+        return identity_pb2.UserIdentity(
+            name=public.name,
+            full_name=view.full_name,
+            cpf=cpf,
+            birth_date=view.birth_date.isoformat(),
+            email=view.email,
+            phone_number=view.phone_number,
+            address=public.address,
+        )
 
     async def GetJwks(
         self, request: identity_pb2.GetJwksRequest, context: Context

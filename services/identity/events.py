@@ -6,9 +6,9 @@ data asks identity over gRPC.
 
 from __future__ import annotations
 
-from fintech.events.v1 import identity_events_pb2
 from google.protobuf import timestamp_pb2
 
+from fintech.events.v1 import identity_events_pb2
 from services.identity.service_views import UserView
 
 # JetStream subjects are `fintech.<event_type>` (the event_type option of each message).

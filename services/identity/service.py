@@ -399,7 +399,7 @@ class IdentityService:
                 RefreshOutcome.UNKNOWN: ("REFRESH_TOKEN_INVALID", "unknown refresh token"),
             }[outcome]
             raise unauthenticated(*reason)
-        assert row is not None
+        assert row is not None and user is not None
         return self._tokens(user, session_id, new_token, row.expires_at, now)
 
     async def logout(self, principal: Principal, all_sessions: bool) -> None:
@@ -546,6 +546,36 @@ class IdentityService:
             )
         await self._revoke_in_redis(revoked)
         return device
+
+    async def get_identity(self, principal: Principal, user_id: str) -> tuple[UserView, str]:
+        """The profile plus the unmasked CPF, for other services' verifications only."""
+        # The interceptor already demands role "service" for internal RPCs;
+        # checked again here because this is the one place the raw CPF leaves.
+        if not principal.is_service:
+            raise AppError(
+                grpc.StatusCode.PERMISSION_DENIED,
+                "PERMISSION_DENIED",
+                "internal to the platform's services",
+            )
+        try:
+            wanted = uuid.UUID(user_id)
+        except ValueError as exc:
+            raise invalid_argument(
+                "NAME_INVALID", "not a user name", [("name", "must be users/{uuid}")]
+            ) from exc
+        async with self._db.transaction() as conn:
+            row = await store.get_user(conn, wanted)
+            if row is None:
+                raise not_found("USER_NOT_FOUND", "user not found")
+            await audit.record(
+                conn,
+                entity="user",
+                entity_id=str(wanted),
+                action="identity_disclosed",
+                data={},
+                performed_by=principal.subject,
+            )
+        return self._view(row), self._cipher.decrypt_text(row.cpf_ciphertext, context=CPF_CONTEXT)
 
     def jwks(self) -> str:
         return self._signer.jwks_json

@@ -383,6 +383,7 @@ async def revoke_sessions(
 ) -> list[uuid.UUID]:
     """Revoke by session, by user (all) or by device; returns the ids newly revoked."""
     assert [session_id, user_id, device_id].count(None) == 2, "exactly one selector"
+    value: uuid.UUID | None
     if session_id is not None:
         where, value = "id = :v", session_id
     elif user_id is not None:

@@ -9,12 +9,17 @@ wrapper shape fits all four RPC kinds.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import grpc
 
 Next = Callable[[Any], Awaitable[Any]]
+
+# Response-streaming wrappers are async generators that yield nothing: the
+# responses go out through context.write inside `around`, while the
+# OpenTelemetry server interceptor (outside ours) insists on iterating them.
+_NOTHING: tuple[Any, ...] = ()
 Around = Callable[[Next, Any, grpc.aio.ServicerContext], Awaitable[Any]]
 
 
@@ -68,8 +73,10 @@ def wrap_handler(handler: grpc.RpcMethodHandler, around: Around) -> grpc.RpcMeth
         )
     inner_ss = handler.stream_stream
 
-    async def stream_stream(requests: Any, context: grpc.aio.ServicerContext) -> None:
+    async def stream_stream(requests: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
         await around(lambda req: _drive_stream(inner_ss(req, context), context), requests, context)
+        for item in _NOTHING:
+            yield item
 
     return grpc.stream_stream_rpc_method_handler(
         stream_stream,

@@ -18,8 +18,16 @@ IDENTITY = Path("proto/fintech/identity/v1/identity.proto")
 
 def _git(repo: Path, *args: str) -> None:
     subprocess.run(
-        ["git", "-C", str(repo), "-c", "user.name=test", "-c", "user.email=test@example.com",
-         *args],
+        [
+            "git",
+            "-C",
+            str(repo),
+            "-c",
+            "user.name=test",
+            "-c",
+            "user.email=test@example.com",
+            *args,
+        ],
         check=True,
         capture_output=True,
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from google.protobuf import descriptor_pb2
 
@@ -43,7 +44,8 @@ def _api() -> openapi.Api:
 
 def test_every_event_message_has_a_unique_event_type() -> None:
     api = _api()
-    ext = api.pool.FindExtensionByName("fintech.api.v1.event_type")
+    # Any: the stubs only type extension handles of generated modules.
+    ext: Any = api.pool.FindExtensionByName("fintech.api.v1.event_type")
     options_cls = api._message_options  # the pool's MessageOptions class
     seen: dict[str, str] = {}
     untyped = []
@@ -54,7 +56,7 @@ def test_every_event_message_has_a_unique_event_type() -> None:
             if msg.name == "EventEnvelope":
                 continue
             options = options_cls.FromString(msg.options.SerializeToString())
-            event_type = options.Extensions[ext]
+            event_type: str = options.Extensions[ext]
             if not event_type:
                 untyped.append(msg.name)
                 continue
@@ -68,11 +70,18 @@ def test_envelope_fields() -> None:
     envelope = _api().pool.FindMessageTypeByName("fintech.events.v1.EventEnvelope")
     fields = {f.name: f for f in envelope.fields}
     assert {
-        "event_id", "event_type", "source", "subject", "occur_time", "trace_id",
-        "schema_version", "payload",
+        "event_id",
+        "event_type",
+        "source",
+        "subject",
+        "occur_time",
+        "trace_id",
+        "schema_version",
+        "payload",
     } <= set(fields)
-    assert fields["payload"].message_type.full_name == "google.protobuf.Any"
-    assert fields["occur_time"].message_type.full_name == "google.protobuf.Timestamp"
+    payload, occur_time = fields["payload"].message_type, fields["occur_time"].message_type
+    assert payload is not None and payload.full_name == "google.protobuf.Any"
+    assert occur_time is not None and occur_time.full_name == "google.protobuf.Timestamp"
 
 
 def test_descriptor_set_has_what_envoy_needs() -> None:

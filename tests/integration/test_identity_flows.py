@@ -7,10 +7,12 @@ import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
+import nats
 import pyotp
 import pytest
 
 from devstack.stack import Stack
+from fintech.events.v1 import identity_events_pb2
 from tests.integration.edge import (
     PASSWORD,
     EdgeClient,
@@ -349,3 +351,39 @@ def test_login_burst_from_one_address_is_rate_limited_at_the_edge(stack: Stack) 
     other = EdgeClient(stack.https_url, str(stack.ca_file))
     assert other.login(f"x-{uuid.uuid4().hex}@example.com").status_code == 401
     other.close()
+
+
+async def test_registration_publishes_user_registered_exactly_once(stack: Stack) -> None:
+    client = EdgeClient(stack.https_url, str(stack.ca_file))
+    body = new_user_body()
+    key = str(uuid.uuid4())
+    created = client.register(body, key=key)
+    assert client.register(body, key=key).status_code == 200  # a retried request
+    client.close()
+    assert created.status_code == 200, created.text
+    user_name = created.json()["name"]
+
+    nc = await nats.connect(stack.infra.nats_url)
+    try:
+        js = nc.jetstream()
+        sub = await js.subscribe(
+            "fintech.user.registered",
+            ordered_consumer=True,
+            deliver_policy=nats.js.api.DeliverPolicy.ALL,
+        )
+        matches = 0
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            try:
+                msg = await sub.next_msg(timeout=1)
+            except nats.errors.TimeoutError:
+                if matches:
+                    break
+                continue
+            event = identity_events_pb2.UserRegistered.FromString(msg.data)
+            if event.user == user_name:
+                matches += 1
+                assert msg.headers and msg.headers.get("Nats-Msg-Id")
+        assert matches == 1, f"user.registered for {user_name} seen {matches} times"
+    finally:
+        await nc.close()

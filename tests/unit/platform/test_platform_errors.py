@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import AsyncIterator
 
 import grpc
 import pytest
@@ -11,7 +12,7 @@ from google.protobuf import wrappers_pb2
 from services.platform import errors
 from services.platform.errors import AppError, details_from_rpc_error, details_from_status
 from services.platform.server_interceptors import ErrorInterceptor, ObservabilityInterceptor
-from tests.unit.platform.platform_unit_support import start_server, stub
+from tests.unit.platform.platform_unit_support import SERVICE, start_server, stub
 
 DOMAIN = "unit.fintech.local"
 
@@ -86,6 +87,36 @@ async def test_interceptor_sends_rich_status_and_hides_internal_errors(
         assert (details.reason, details.message) == ("INTERNAL", "internal error")
         assert "SELECT" not in str(crashed.value) and "12345678909" not in str(crashed.value)
         assert any(r.exc_info and "duplicate key" in str(r.exc_info[1]) for r in caplog.records)
+    finally:
+        await channel.close()
+        await server.stop(None)
+
+
+async def test_streaming_responses_pass_through_and_fail_with_rich_status() -> None:
+    async def stream(
+        request: wrappers_pb2.StringValue, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[wrappers_pb2.StringValue]:
+        for i in range(2):
+            yield wrappers_pb2.StringValue(value=f"{request.value}{i}")
+        if request.value == "fail":
+            raise errors.not_found("GONE", "stream source vanished")
+
+    server, channel = await start_server(
+        [ErrorInterceptor(DOMAIN), ObservabilityInterceptor()], {"Stream": stream}
+    )
+    method = channel.unary_stream(
+        f"/{SERVICE}/Stream",
+        request_serializer=wrappers_pb2.StringValue.SerializeToString,
+        response_deserializer=wrappers_pb2.StringValue.FromString,
+    )
+    try:
+        assert [r.value async for r in method(wrappers_pb2.StringValue(value="s"))] == ["s0", "s1"]
+        received: list[str] = []
+        with pytest.raises(grpc.aio.AioRpcError) as exc:
+            async for reply in method(wrappers_pb2.StringValue(value="fail")):
+                received.append(reply.value)
+        assert received == ["fail0", "fail1"]
+        assert details_from_rpc_error(exc.value).reason == "GONE"
     finally:
         await channel.close()
         await server.stop(None)
