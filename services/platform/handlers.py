@@ -50,10 +50,14 @@ def wrap_handler(handler: grpc.RpcMethodHandler, around: Around) -> grpc.RpcMeth
     if not handler.request_streaming:
         inner_us = handler.unary_stream
 
-        async def unary_stream(request: Any, context: grpc.aio.ServicerContext) -> None:
+        async def unary_stream(
+            request: Any, context: grpc.aio.ServicerContext
+        ) -> AsyncIterator[Any]:
             await around(
                 lambda req: _drive_stream(inner_us(req, context), context), request, context
             )
+            for item in _NOTHING:
+                yield item
 
         return grpc.unary_stream_rpc_method_handler(
             unary_stream,

@@ -126,9 +126,10 @@ async def test_serving_auth_metrics_and_graceful_drain(infra, tmp_path: Path) ->
         assert f'grpc_code="UNAUTHENTICATED",grpc_method="/{SERVICE}/Slow"' in body
 
         # SIGTERM while a slow call is in flight: the call completes, new ones are refused.
-        in_flight = asyncio.create_task(
-            stub(channel, "Slow")(wrappers_pb2.StringValue(), metadata=auth)
-        )
+        async def slow_call() -> wrappers_pb2.StringValue:
+            return await stub(channel, "Slow")(wrappers_pb2.StringValue(), metadata=auth)
+
+        in_flight = asyncio.create_task(slow_call())
         await asyncio.sleep(0.3)
         os.kill(os.getpid(), signal.SIGTERM)
         assert (await in_flight).value == "drained"

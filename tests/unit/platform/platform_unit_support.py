@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import grpc
@@ -46,7 +46,8 @@ def _register() -> None:
 
 _register()
 
-Behavior = Callable[[wrappers_pb2.StringValue, grpc.aio.ServicerContext], Awaitable[Any]]
+# Unary behaviours return awaitables, streaming ones async iterators.
+Behavior = Callable[[wrappers_pb2.StringValue, grpc.aio.ServicerContext], Any]
 
 
 async def start_server(
