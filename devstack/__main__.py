@@ -58,7 +58,7 @@ def print_endpoints(stack: Stack) -> None:
         f"edge (HTTPS/JSON, gRPC): {stack.https_url}   (try {stack.https_url}/healthz)",
         f"dev CA certificate:      {stack.ca_file}",
     ]
-    lines += [f"grpc {name + ':':<21}{target}" for name, target in stack.grpc_targets.items()]
+    lines += [f"grpc {name + ':':<20}{target}" for name, target in stack.grpc_targets.items()]
     lines += [
         f"grpc ratelimit:          {stack.ratelimit_target}",
         f"envoy admin:             {stack.envoy_admin_url}",

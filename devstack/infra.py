@@ -56,8 +56,7 @@ TEMPORAL_FRONTEND = "temporal.api.workflowservice.v1.WorkflowService"
 # Start tiers: stop order is the reverse (edge first, infra last).
 TIER_INFRA = 0
 TIER_SERVICES = 1
-TIER_RATELIMIT = 2
-TIER_EDGE = 3
+TIER_EDGE = 2
 
 READY_TIMEOUT_S = {"postgres": 60.0, "redis": 20.0, "nats": 20.0, "temporal": 90.0, "s3": 90.0}
 
@@ -480,6 +479,9 @@ def _s3_spec(cfg: StackConfig, secrets: Secrets) -> ProcessSpec:
         ready=ready,
         ready_timeout_s=READY_TIMEOUT_S["s3"],
         tier=TIER_INFRA,
+        # weed lingers ~15 s on SIGTERM (filer/master reconnect loops) with all data
+        # already synced; a dev stack should not make Ctrl-C wait for that.
+        stop_timeout_s=5.0,
     )
 
 

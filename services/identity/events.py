@@ -1,7 +1,9 @@
 """What identity publishes (through the outbox, in the transaction of the change).
 
 Events carry resource names, not PII (LGPD): a consumer that needs personal
-data asks identity over gRPC.
+data asks identity over gRPC. The outbox wraps them in the EventEnvelope and
+derives the subject from each message's event_type option
+(services.platform.events), so no subjects are kept here.
 """
 
 from __future__ import annotations
@@ -10,10 +12,6 @@ from google.protobuf import timestamp_pb2
 
 from fintech.events.v1 import identity_events_pb2
 from services.identity.service_views import UserView
-
-# JetStream subjects are `fintech.<event_type>` (the event_type option of each message).
-USER_REGISTERED_SUBJECT = "fintech.user.registered"
-USER_PROFILE_UPDATED_SUBJECT = "fintech.user.profile_updated"
 
 
 def _ts(view_time: object) -> timestamp_pb2.Timestamp:

@@ -46,12 +46,7 @@ from services.identity.domain.registration import (
     normalize_email,
     validate_registration,
 )
-from services.identity.events import (
-    USER_PROFILE_UPDATED_SUBJECT,
-    USER_REGISTERED_SUBJECT,
-    profile_updated_event,
-    registered_event,
-)
+from services.identity.events import profile_updated_event, registered_event
 from services.identity.service_views import UserView
 from services.identity.signing import TokenSigner
 from services.platform import audit, outbox
@@ -191,9 +186,7 @@ class IdentityService:
                 data={"email": reg.email},
                 performed_by=str(user_id),
             )
-            await outbox.add_event(
-                conn, subject=USER_REGISTERED_SUBJECT, event=registered_event(view)
-            )
+            await outbox.add_event(conn, event=registered_event(view), aggregate=f"users/{view.id}")
         return view
 
     async def get_user(self, principal: Principal, user_ref: str) -> UserView:
@@ -256,8 +249,8 @@ class IdentityService:
             )
             await outbox.add_event(
                 conn,
-                subject=USER_PROFILE_UPDATED_SUBJECT,
                 event=profile_updated_event(view, sorted(changes.paths)),
+                aggregate=f"users/{view.id}",
             )
         return view
 

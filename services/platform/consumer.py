@@ -4,15 +4,23 @@ Each message's handler runs in a DB transaction together with an insert into
 `processed_events (consumer, event_id)`; a redelivered event finds its row and
 is acknowledged without running the handler again. The ack is sent only after
 commit, so a crash in between means a redelivery that is then skipped.
+
+Messages are `fintech.events.v1.EventEnvelope`s (services.platform.events);
+one that is not is a poison message: it is terminated without reaching the
+handler (see `DurableConsumer.handle`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import builtins
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from typing import TypeVar
 
+from google.protobuf import message
+from google.protobuf.message import DecodeError
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
@@ -20,7 +28,8 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.platform.db import Database
-from services.platform.outbox import EVENT_TYPE_HEADER, MSG_ID_HEADER
+from services.platform.events import EventEnvelope
+from services.platform.outbox import MSG_ID_HEADER
 
 log = logging.getLogger(__name__)
 
@@ -34,14 +43,31 @@ _CLAIM = text(
 )
 
 
+M = TypeVar("M", bound=message.Message)
+
+
 @dataclass(frozen=True, slots=True)
 class Event:
-    id: str
-    subject: str
-    type: str
-    data: bytes
+    id: str  # envelope.event_id (= Nats-Msg-Id)
+    subject: str  # the NATS subject, fintech.events.<type>
+    type: str  # envelope.event_type
+    data: bytes  # the raw message: the serialized envelope
     headers: Mapping[str, str]
     delivery: int
+    envelope: EventEnvelope
+
+    # builtins.type: the field `type` shadows the builtin in the class body.
+    def unpack(self, message_cls: builtins.type[M]) -> M:
+        """The payload as `message_cls`; TypeError when it holds another message."""
+        out = message_cls()
+        # Unpack checks the Any's type URL against the class: a handler that
+        # names the wrong class fails loudly instead of reading garbage.
+        if not self.envelope.payload.Unpack(out):
+            raise TypeError(
+                f"event {self.id} ({self.type}) carries {self.envelope.payload.type_url},"
+                f" not {message_cls.DESCRIPTOR.full_name}"
+            )
+        return out
 
 
 Handler = Callable[[AsyncConnection, Event], Awaitable[None]]
@@ -116,7 +142,16 @@ class DurableConsumer:
         """Process one message; True when the handler ran (False: duplicate or failure)."""
         event = event_from_msg(msg)
         if event is None:
-            log.error("message on %s without %s: terminated", msg.subject, MSG_ID_HEADER)
+            # Poison: not an envelope (or one without its ids). No redelivery can
+            # fix its bytes, and a nak would hold a max_ack_pending slot for
+            # max_deliver rounds while the handler could only fail or misread
+            # it; term stops redelivery and JetStream publishes a
+            # MSG_TERMINATED advisory that operators can alert on.
+            log.error(
+                "message on %s (seq %s) is not a valid event envelope: terminated",
+                msg.subject,
+                msg.metadata.sequence.stream,
+            )
             await msg.term()
             return False
         event_id, delivery = event.id, event.delivery
@@ -167,15 +202,27 @@ class DurableConsumer:
 
 
 def event_from_msg(msg: Msg) -> Event | None:
+    """The event in `msg`, or None when it is not a valid envelope (poison)."""
     headers = dict(msg.headers or {})
-    event_id = headers.get(MSG_ID_HEADER)
-    if not event_id:
+    try:
+        envelope = EventEnvelope.FromString(msg.data)
+    except DecodeError:
+        return None
+    # Arbitrary protobuf bytes often parse as *some* envelope (field 1 is a
+    # string in many messages), so the fields every producer sets are checked.
+    if not (envelope.event_id and envelope.event_type and envelope.HasField("payload")):
+        return None
+    # Both are the dedup key (JetStream's and processed_events'): a message
+    # where they differ was not written by the outbox and cannot be deduplicated.
+    msg_id = headers.get(MSG_ID_HEADER)
+    if msg_id is not None and msg_id != envelope.event_id:
         return None
     return Event(
-        id=event_id,
+        id=envelope.event_id,
         subject=msg.subject,
-        type=headers.get(EVENT_TYPE_HEADER, ""),
+        type=envelope.event_type,
         data=msg.data,
         headers=headers,
         delivery=msg.metadata.num_delivered,
+        envelope=envelope,
     )

@@ -1,6 +1,9 @@
 """Transactional outbox and its JetStream relay.
 
-`add_event(conn, ...)` writes the event in the caller's transaction. The relay
+`add_event(conn, ...)` writes the event, wrapped in the contract's
+`fintech.events.v1.EventEnvelope` (see services.platform.events), in the
+caller's transaction; the row's payload is the serialized envelope and its
+subject `fintech.events.<event_type>`. The relay
 claims unpublished rows (`FOR UPDATE SKIP LOCKED`, bounded batch), publishes
 each with `Nats-Msg-Id` = event id and marks it published in the same
 transaction. If the relay dies between publish and commit the rows stay
@@ -28,8 +31,9 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.platform.db import Database
+from services.platform.events import event_type_of, events_subject, new_envelope
 from services.platform.logs import request_id_var
-from services.platform.tracing import current_traceparent
+from services.platform.tracing import current_trace_id, current_traceparent
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +45,6 @@ MAX_HEADERS = 32
 DEFAULT_STREAM = "FINTECH"
 DEFAULT_STREAM_SUBJECTS = ("fintech.>",)
 DEFAULT_DUPLICATE_WINDOW_SECONDS = 600.0
-SUBJECT_PREFIX = "fintech."
 
 _INSERT = text(
     "INSERT INTO outbox_events (id, subject, type, payload, headers)"
@@ -51,7 +54,13 @@ _CLAIM = text(
     "SELECT id, subject, type, payload, headers FROM outbox_events"
     " WHERE published_at IS NULL ORDER BY created_at, id LIMIT :limit FOR UPDATE SKIP LOCKED"
 )
-_NOTIFY = text("SELECT pg_notify('outbox_' || current_schema(), '')")
+# One round trip before the insert: the envelope's source and occur_time come
+# from the transaction itself, and the NOTIFY (delivered only at commit, so its
+# place in the transaction does not matter) wakes the schema's relay.
+_CONTEXT = text(
+    "SELECT current_schema() AS source, now() AS occur_time,"
+    " pg_notify('outbox_' || current_schema(), '')::text AS notified"
+)
 _MARK = text(
     "UPDATE outbox_events SET published_at = now(), attempts = attempts + 1 WHERE id = ANY(:ids)"
 )
@@ -67,19 +76,40 @@ def notify_channel(schema: str) -> str:
 async def add_event(
     conn: AsyncConnection,
     *,
-    subject: str,
     event: message.Message,
+    aggregate: str,
     event_id: uuid.UUID | None = None,
     headers: Mapping[str, str] | None = None,
 ) -> uuid.UUID:
-    """Record `event` for publication on `subject` when the caller's transaction commits."""
-    assert subject and " " not in subject and not subject.endswith("."), subject
+    """Record `event` for publication when the caller's transaction commits.
+
+    `event` must carry the `(fintech.api.v1.event_type)` option (asserted);
+    `aggregate` is the resource name it is about (envelope.subject, e.g.
+    "users/123"). The envelope's `source` is the connection's schema: each
+    service writes through its own role whose search_path is its schema, which
+    is the service name (FINTECH_DB_SCHEMA defaults to it), so callers cannot
+    misattribute an event and the relay of that schema is the one publishing
+    it. `occur_time` is the transaction's time, like the `now()` defaults of
+    the rows written with it.
+    """
+    # Refuse a non-event before touching the transaction.
+    subject = events_subject(event_type_of(event))
     event_id = event_id or uuid.uuid4()
+    context = (await conn.execute(_CONTEXT)).one()
+    request_id = request_id_var.get() or ""
+    envelope = new_envelope(
+        event,
+        event_id=event_id,
+        source=context.source,
+        aggregate=aggregate,
+        occur_time=context.occur_time,
+        trace_id=current_trace_id() or "",
+        request_id=request_id,
+    )
     all_headers: dict[str, str] = dict(headers or {})
     traceparent = current_traceparent()
     if traceparent:
         all_headers.setdefault("traceparent", traceparent)
-    request_id = request_id_var.get()
     if request_id:
         all_headers.setdefault("x-request-id", request_id)
     assert len(all_headers) <= MAX_HEADERS
@@ -88,13 +118,11 @@ async def add_event(
         {
             "id": event_id,
             "subject": subject,
-            "type": event.DESCRIPTOR.full_name,
-            "payload": event.SerializeToString(deterministic=True),
+            "type": envelope.event_type,
+            "payload": envelope.SerializeToString(deterministic=True),
             "headers": all_headers,
         },
     )
-    # Delivered at commit: wakes the schema's relay without waiting for its poll.
-    await conn.execute(_NOTIFY)
     return event_id
 
 

@@ -196,6 +196,10 @@ def test_jwt_provider_matches_conventions(config: dict[str, Any], secrets: Secre
     assert provider["local_jwks"]["filename"] == str(secrets.jwks)
     assert provider["forward"] is True
     assert {"header_name": "x-jwt-sub", "claim_name": "sub"} in provider["claim_to_headers"]
+    # A wrong audience is an invalid token: 401 like the others, not jwt_authn's 403.
+    mapper = _hcm(config)["local_reply_config"]["mappers"][0]
+    assert mapper["filter"]["status_code_filter"]["comparison"]["value"]["default_value"] == 403
+    assert mapper["status_code"] == 401
     # Clients cannot smuggle an identity header past the edge.
     mutation = _filter(config, "envoy.filters.http.header_mutation")
     removed = {m["remove"] for m in mutation["mutations"]["request_mutations"]}

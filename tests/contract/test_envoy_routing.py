@@ -6,6 +6,7 @@ Tokens are minted here with the stack's generated signing key.
 from __future__ import annotations
 
 import re
+import ssl
 import time
 import uuid
 from collections.abc import Iterator
@@ -22,6 +23,12 @@ from devstack.edge import AUTH_LIMIT_PER_MINUTE, DESCRIPTOR_SET
 from devstack.stack import JWT_AUDIENCE, JWT_ISSUER, Stack
 
 pytestmark = pytest.mark.integration
+
+
+def _tls(stack: Stack) -> ssl.SSLContext:
+    """Trust exactly the stack's generated dev CA."""
+    return ssl.create_default_context(cafile=str(stack.ca_file))
+
 
 _VAR = re.compile(r"\{([^}=]+)(?:=([^}]*))?\}")
 # Answered by Envoy itself: the route or the method was not found.
@@ -58,7 +65,7 @@ def mint(stack: Stack, **overrides: Any) -> str:
 
 @pytest.fixture(scope="module")
 def client(stack: Stack) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=stack.https_url, verify=str(stack.ca_file), timeout=15) as c:
+    with httpx.Client(base_url=stack.https_url, verify=_tls(stack), timeout=15) as c:
         yield c
 
 
@@ -182,7 +189,7 @@ def test_credential_endpoints_are_rate_limited_per_address(stack: Stack) -> None
     binding = credential[0]
     limit = AUTH_LIMIT_PER_MINUTE["test"]
     # A source address of its own, so this burst uses (and exhausts) a fresh bucket.
-    transport = httpx.HTTPTransport(verify=str(stack.ca_file), local_address="127.0.0.77")
+    transport = httpx.HTTPTransport(verify=_tls(stack), local_address="127.0.0.77")
     statuses: list[int] = []
     with httpx.Client(base_url=stack.https_url, transport=transport, timeout=15) as burst:
         for _ in range(2 * limit + 5):
@@ -193,5 +200,5 @@ def test_credential_endpoints_are_rate_limited_per_address(stack: Stack) -> None
     # Fixed windows: a burst straddling a minute boundary may get up to 2x through.
     assert limit <= len(statuses) - 1 <= 2 * limit, len(statuses)
     # Another address is not affected.
-    with httpx.Client(base_url=stack.https_url, verify=str(stack.ca_file), timeout=15) as other:
+    with httpx.Client(base_url=stack.https_url, verify=_tls(stack), timeout=15) as other:
         assert other.post(concrete_path(binding.path), json={}).status_code != 429

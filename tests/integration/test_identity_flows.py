@@ -12,7 +12,7 @@ import pyotp
 import pytest
 
 from devstack.stack import Stack
-from fintech.events.v1 import identity_events_pb2
+from fintech.events.v1 import envelope_pb2, identity_events_pb2
 from tests.integration.edge import (
     PASSWORD,
     EdgeClient,
@@ -367,7 +367,7 @@ async def test_registration_publishes_user_registered_exactly_once(stack: Stack)
     try:
         js = nc.jetstream()
         sub = await js.subscribe(
-            "fintech.user.registered",
+            "fintech.events.user.registered",
             ordered_consumer=True,
             deliver_policy=nats.js.api.DeliverPolicy.ALL,
         )
@@ -380,10 +380,16 @@ async def test_registration_publishes_user_registered_exactly_once(stack: Stack)
                 if matches:
                     break
                 continue
-            event = identity_events_pb2.UserRegistered.FromString(msg.data)
-            if event.user == user_name:
-                matches += 1
-                assert msg.headers and msg.headers.get("Nats-Msg-Id")
+            envelope = envelope_pb2.EventEnvelope.FromString(msg.data)
+            if envelope.subject != user_name:
+                continue
+            matches += 1
+            assert envelope.event_type == "user.registered"
+            assert envelope.source == "identity"
+            assert msg.headers and envelope.event_id == msg.headers.get("Nats-Msg-Id")
+            event = identity_events_pb2.UserRegistered()
+            assert envelope.payload.Unpack(event)
+            assert event.user == user_name
         assert matches == 1, f"user.registered for {user_name} seen {matches} times"
     finally:
         await nc.close()

@@ -23,6 +23,12 @@ from devstack.topology import SERVICES
 
 pytestmark = pytest.mark.integration
 
+
+def _tls(stack: Stack) -> ssl.SSLContext:
+    """Trust exactly the stack's generated dev CA."""
+    return ssl.create_default_context(cafile=str(stack.ca_file))
+
+
 GRPCURL = str(Path(sys.executable).parent / "grpcurl")
 REPO = Path(__file__).resolve().parents[2]
 
@@ -70,7 +76,7 @@ def test_reflection_lists_the_full_v1_contract(stack: Stack, service: str) -> No
 
 
 def test_healthz_over_https_with_the_dev_ca(stack: Stack) -> None:
-    with httpx.Client(verify=str(stack.ca_file), timeout=10) as client:
+    with httpx.Client(verify=_tls(stack), timeout=10) as client:
         resp = client.get(stack.https_url + "/healthz")
     assert resp.status_code == 200
     assert resp.headers["x-request-id"]
@@ -95,7 +101,7 @@ def test_plain_http_is_not_served(stack: Stack) -> None:
 
 
 def test_access_log_is_json_with_the_request_id(stack: Stack) -> None:
-    with httpx.Client(verify=str(stack.ca_file), timeout=10) as client:
+    with httpx.Client(verify=_tls(stack), timeout=10) as client:
         resp = client.get(stack.https_url + "/v1/no-such-thing")
     request_id = resp.headers["x-request-id"]
     log = stack.logs_dir / "envoy-access.log"
@@ -132,5 +138,5 @@ def test_a_second_runner_on_the_same_state_dir_refuses(stack: Stack) -> None:
     assert "already running" in done.stderr
     # Nothing was touched: same lock holder, the stack still answers.
     assert lock.read_text() == holder
-    with httpx.Client(verify=str(stack.ca_file), timeout=10) as client:
+    with httpx.Client(verify=_tls(stack), timeout=10) as client:
         assert client.get(stack.https_url + "/healthz").status_code == 200

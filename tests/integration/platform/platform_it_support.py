@@ -1,5 +1,6 @@
 """Helpers for the platform integration tests: an isolated schema/role per test
-module, and a tiny echo service registered in the default descriptor pool."""
+module, a tiny echo service registered in the default descriptor pool, and
+throwaway event messages with a per-run event type."""
 
 from __future__ import annotations
 
@@ -12,9 +13,10 @@ from urllib.parse import quote, urlsplit, urlunsplit
 
 import grpc
 import psycopg
-from google.protobuf import descriptor_pb2, descriptor_pool, wrappers_pb2
+from google.protobuf import descriptor_pb2, descriptor_pool, message, message_factory, wrappers_pb2
 from psycopg import sql
 
+from fintech.api.v1 import options_pb2
 from services.platform.migrate import DEFAULT_DATABASE, database_url, migrate, role_name
 
 REPO = Path(__file__).resolve().parents[3]
@@ -48,6 +50,34 @@ def _register() -> None:
 
 
 _register()
+
+
+def event_class_for_run(run: str) -> type[message.Message]:
+    """`ThingHappened {string thing = 1}` with event type `platformtest.<run>.thing_happened`.
+
+    Events always go to `fintech.events.<event_type>`, inside the real FINTECH
+    stream (`fintech.>`; JetStream refuses a second stream overlapping it), so
+    each test run gets its own event type and thus its own subjects: nothing a
+    real consumer subscribes to, and purgeable afterwards.
+    """
+    package = f"fintech.platformit.v1.r{run}"
+    pool = descriptor_pool.Default()
+    fdp = descriptor_pb2.FileDescriptorProto(
+        name=f"fintech/platformit/v1/events_{run}.proto",
+        package=package,
+        dependency=[options_pb2.DESCRIPTOR.name],
+        syntax="proto3",
+    )
+    msg = fdp.message_type.add(name="ThingHappened")
+    msg.field.add(
+        name="thing",
+        number=1,
+        type=descriptor_pb2.FieldDescriptorProto.TYPE_STRING,
+        label=descriptor_pb2.FieldDescriptorProto.LABEL_OPTIONAL,
+    )
+    msg.options.Extensions[options_pb2.event_type] = f"platformtest.{run}.thing_happened"
+    pool.AddSerializedFile(fdp.SerializeToString())
+    return message_factory.GetMessageClass(pool.FindMessageTypeByName(f"{package}.ThingHappened"))
 
 
 @dataclass

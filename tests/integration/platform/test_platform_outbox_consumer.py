@@ -1,4 +1,9 @@
-"""Outbox relay → JetStream → idempotent durable consumer, against real servers."""
+"""Outbox relay → JetStream → idempotent durable consumer, against real servers.
+
+Events travel as EventEnvelopes on `fintech.events.<event_type>` in the real
+FINTECH stream; each test uses its own event type (see `event_class_for_run`)
+and purges its subjects afterwards.
+"""
 
 from __future__ import annotations
 
@@ -6,19 +11,35 @@ import asyncio
 import secrets
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import nats
 import pytest
-from google.protobuf import wrappers_pb2
+from google.protobuf import message, wrappers_pb2
 from nats.js import JetStreamContext
+from nats.js.api import DeliverPolicy
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.platform.consumer import ConsumerSettings, DurableConsumer, Event, event_from_msg
 from services.platform.db import Database
-from services.platform.outbox import MSG_ID_HEADER, OutboxRelay, RelayConfig, add_event
-from tests.integration.platform.platform_it_support import ServiceSchema, provision
+from services.platform.events import EventEnvelope, event_type_of, events_subject
+from services.platform.logs import request_id_var
+from services.platform.outbox import (
+    EVENT_TYPE_HEADER,
+    MSG_ID_HEADER,
+    OutboxRelay,
+    RelayConfig,
+    add_event,
+    ensure_stream,
+)
+from tests.integration.platform.platform_it_support import (
+    ServiceSchema,
+    event_class_for_run,
+    provision,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -30,38 +51,70 @@ def schema(infra) -> Iterator[ServiceSchema]:  # type: ignore[no-untyped-def]
     svc.drop()
 
 
+@dataclass
+class Env:
+    db: Database
+    js: JetStreamContext
+    config: RelayConfig
+    thing: type[message.Message]  # ThingHappened, with this run's event type
+    durables: list[str] = field(default_factory=list)
+
+    @property
+    def event_type(self) -> str:
+        return event_type_of(self.thing())
+
+    @property
+    def subject(self) -> str:
+        return events_subject(self.event_type)
+
+    def event(self, thing: str) -> message.Message:
+        return self.thing(thing=thing)
+
+    def consumer(self, handler: Any) -> DurableConsumer:
+        settings = ConsumerSettings(
+            stream=self.config.stream,
+            durable=f"pt_{secrets.token_hex(3)}",
+            filter_subject=self.subject,
+            batch_size=5,
+            ack_wait_seconds=1,
+            fetch_timeout_seconds=0.5,
+            nak_base_delay_seconds=0.1,
+        )
+        self.durables.append(settings.durable)
+        return DurableConsumer(self.db, self.js, settings, handler)
+
+
 @pytest.fixture
-async def env(
-    infra, schema: ServiceSchema
-) -> AsyncIterator[tuple[Database, JetStreamContext, RelayConfig]]:  # type: ignore[no-untyped-def]
-    run = secrets.token_hex(4)
-    # Subjects outside fintech.> so the test stream never overlaps the real one.
-    config = RelayConfig(
-        stream=f"PLATFORMTEST_{run.upper()}",
-        stream_subjects=(f"platformtest.{run}.>",),
-        batch_size=10,
-        poll_interval_seconds=0.1,
-    )
+async def env(infra, schema: ServiceSchema) -> AsyncIterator[Env]:  # type: ignore[no-untyped-def]
+    # The production stream configuration: identical to what every relay
+    # ensures, so creating it here never changes a running stack's stream.
+    config = RelayConfig(batch_size=10, poll_interval_seconds=0.1)
     db = Database(schema.url, pool_size=4)
     nc = await nats.connect(infra.nats_url)
     js = nc.jetstream()
-    yield db, js, config
-    await js.delete_stream(config.stream)
+    await ensure_stream(js, config.stream, config.stream_subjects, config.duplicate_window_seconds)
+    e = Env(db, js, config, event_class_for_run(secrets.token_hex(4)))
+    yield e
+    for durable in e.durables:
+        await js.delete_consumer(config.stream, durable)
+    await js.purge_stream(config.stream, subject=e.subject)
     await nc.close()
     await db.close()
 
 
-def subject(config: RelayConfig, name: str) -> str:
-    return config.stream_subjects[0].replace(">", name)
+async def stored_count(e: Env) -> int:
+    info = await e.js.stream_info(e.config.stream, subjects_filter=e.subject)
+    return sum((info.state.subjects or {}).values())
 
 
-async def stream_messages(js: JetStreamContext, config: RelayConfig) -> list[Any]:
-    info = await js.stream_info(config.stream)
-    out = []
-    for seq in range(info.state.first_seq, info.state.last_seq + 1):
-        if info.state.messages:
-            out.append(await js.get_msg(config.stream, seq))
-    return out
+async def stream_messages(e: Env) -> list[Any]:
+    """Every message on this run's subject, oldest first."""
+    count = await stored_count(e)
+    sub = await e.js.subscribe(e.subject, ordered_consumer=True, deliver_policy=DeliverPolicy.ALL)
+    try:
+        return [await sub.next_msg(timeout=2) for _ in range(count)]
+    finally:
+        await sub.unsubscribe()
 
 
 async def unpublished(db: Database) -> int:
@@ -70,33 +123,51 @@ async def unpublished(db: Database) -> int:
     )
 
 
-async def test_relay_publishes_committed_events_once(env) -> None:  # type: ignore[no-untyped-def]
-    db, js, config = env
-    relay = OutboxRelay(db, js, "unused", config)
-    from services.platform.outbox import ensure_stream
-
-    await ensure_stream(js, config.stream, config.stream_subjects, config.duplicate_window_seconds)
-    async with db.transaction() as conn:
-        event_id = await add_event(
-            conn,
-            subject=subject(config, "user.registered"),
-            event=wrappers_pb2.StringValue(value="u1"),
-        )
-    with pytest.raises(RuntimeError):
-        async with db.transaction() as conn:
-            await add_event(
-                conn,
-                subject=subject(config, "user.registered"),
-                event=wrappers_pb2.StringValue(value="rolled-back"),
-            )
-            raise RuntimeError("caller failed: the event must vanish with it")
+async def test_relay_publishes_committed_events_once_as_envelopes(
+    env: Env, schema: ServiceSchema
+) -> None:
+    relay = OutboxRelay(env.db, env.js, "unused", env.config)
+    token = request_id_var.set("req-outbox-1")
+    try:
+        async with env.db.transaction() as conn:
+            event_id = await add_event(conn, event=env.event("u1"), aggregate="things/1")
+        with pytest.raises(RuntimeError):
+            async with env.db.transaction() as conn:
+                await add_event(conn, event=env.event("rolled-back"), aggregate="things/2")
+                raise RuntimeError("caller failed: the event must vanish with it")
+    finally:
+        request_id_var.reset(token)
     assert await relay.relay_once() == 1
     assert await relay.relay_once() == 0
-    (msg,) = await stream_messages(js, config)
+    assert await unpublished(env.db) == 0
+
+    (msg,) = await stream_messages(env)
+    assert (
+        msg.subject == f"fintech.events.platformtest.{env.event_type.split('.')[1]}.thing_happened"
+    )
     assert msg.headers[MSG_ID_HEADER] == str(event_id)
-    assert msg.headers["Fintech-Event-Type"] == "google.protobuf.StringValue"
-    assert wrappers_pb2.StringValue.FromString(msg.data).value == "u1"
-    assert await unpublished(db) == 0
+    assert msg.headers[EVENT_TYPE_HEADER] == env.event_type
+    assert msg.headers["x-request-id"] == "req-outbox-1"
+    envelope = EventEnvelope.FromString(msg.data)
+    assert envelope.event_id == msg.headers[MSG_ID_HEADER]
+    assert envelope.event_type == env.event_type  # from the message's option
+    assert envelope.source == schema.name  # the connection's schema
+    assert envelope.subject == "things/1"
+    assert envelope.request_id == "req-outbox-1"
+    assert envelope.schema_version == 1
+    occurred = envelope.occur_time.ToDatetime(tzinfo=UTC)
+    assert abs(datetime.now(UTC) - occurred) < timedelta(minutes=1)
+    payload = env.thing()
+    assert envelope.payload.Unpack(payload)
+    assert payload == env.event("u1")
+
+
+async def test_event_without_event_type_option_is_refused(env: Env) -> None:
+    with pytest.raises(AssertionError, match="event_type"):
+        async with env.db.transaction() as conn:
+            await add_event(conn, event=wrappers_pb2.StringValue(value="x"), aggregate="things/1")
+    assert await unpublished(env.db) == 0
+    assert await env.db.scalar(text("SELECT count(*) FROM outbox_events WHERE type = ''")) == 0
 
 
 class CrashBeforeMark(OutboxRelay):
@@ -106,60 +177,54 @@ class CrashBeforeMark(OutboxRelay):
         raise ConnectionError("relay crashed")
 
 
-async def test_crash_after_publish_is_deduplicated(env) -> None:  # type: ignore[no-untyped-def]
-    db, js, config = env
-    from services.platform.outbox import ensure_stream
-
-    await ensure_stream(js, config.stream, config.stream_subjects, config.duplicate_window_seconds)
-    async with db.transaction() as conn:
+async def test_crash_after_publish_is_deduplicated(env: Env) -> None:
+    async with env.db.transaction() as conn:
         for i in range(3):
-            await add_event(
-                conn,
-                subject=subject(config, "payment.settled"),
-                event=wrappers_pb2.StringValue(value=str(i)),
-            )
+            await add_event(conn, event=env.event(str(i)), aggregate=f"things/{i}")
     with pytest.raises(ConnectionError):
-        await CrashBeforeMark(db, js, "unused", config).relay_once()
-    assert await unpublished(db) == 3  # the claim rolled back
-    assert (await js.stream_info(config.stream)).state.messages == 3
-    assert await OutboxRelay(db, js, "unused", config).relay_once() == 3
-    assert (await js.stream_info(config.stream)).state.messages == 3  # duplicates dropped
-    assert await unpublished(db) == 0
+        await CrashBeforeMark(env.db, env.js, "unused", env.config).relay_once()
+    assert await unpublished(env.db) == 3  # the claim rolled back
+    assert await stored_count(env) == 3
+    assert await OutboxRelay(env.db, env.js, "unused", env.config).relay_once() == 3
+    assert await stored_count(env) == 3  # duplicates dropped (Nats-Msg-Id)
+    assert await unpublished(env.db) == 0
+    envelopes = [EventEnvelope.FromString(m.data) for m in await stream_messages(env)]
+    assert [e.subject for e in envelopes] == ["things/0", "things/1", "things/2"]
 
 
-async def test_background_relay_wakes_on_notify(env, schema: ServiceSchema) -> None:  # type: ignore[no-untyped-def]
-    db, js, config = env
-    slow_poll = RelayConfig(
-        stream=config.stream, stream_subjects=config.stream_subjects, poll_interval_seconds=30
-    )
-    relay = OutboxRelay(db, js, schema.name, slow_poll)
+async def test_background_relay_wakes_on_notify(env: Env, schema: ServiceSchema) -> None:
+    slow_poll = RelayConfig(poll_interval_seconds=30)
+    relay = OutboxRelay(env.db, env.js, schema.name, slow_poll)
     task = asyncio.create_task(relay.run())
     try:
-        await asyncio.sleep(0.5)  # stream created, LISTEN established
-        async with db.transaction() as conn:
-            await add_event(
-                conn, subject=subject(config, "x.y"), event=wrappers_pb2.StringValue(value="n")
-            )
+        await asyncio.sleep(0.5)  # stream ensured, LISTEN established
+        async with env.db.transaction() as conn:
+            await add_event(conn, event=env.event("n"), aggregate="things/n")
         for _ in range(50):
-            if await unpublished(db) == 0:
+            if await unpublished(env.db) == 0:
                 break
             await asyncio.sleep(0.05)
-        assert await unpublished(db) == 0  # far sooner than the 30 s poll
+        assert await unpublished(env.db) == 0  # far sooner than the 30 s poll
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
 
 
-async def test_consumer_skips_redelivered_event_and_retries_failures(env) -> None:  # type: ignore[no-untyped-def]
-    db, js, config = env
-    from services.platform.outbox import ensure_stream
+async def publish(env: Env, thing: str) -> str:
+    """Through the real path: outbox row, then the relay."""
+    async with env.db.transaction() as conn:
+        event_id = await add_event(conn, event=env.event(thing), aggregate=f"things/{thing}")
+    assert await OutboxRelay(env.db, env.js, "unused", env.config).relay_once() == 1
+    return str(event_id)
 
-    await ensure_stream(js, config.stream, config.stream_subjects, config.duplicate_window_seconds)
+
+async def test_consumer_skips_redelivered_event_and_retries_failures(env: Env) -> None:
     calls: list[str] = []
     fail_once = {"bad"}
 
     async def handler(conn: AsyncConnection, event: Event) -> None:
-        value = wrappers_pb2.StringValue.FromString(event.data).value
+        value = event.unpack(env.thing).thing  # type: ignore[attr-defined]
+        assert event.envelope.subject == f"things/{value}"
         calls.append(value)
         await conn.execute(
             text(
@@ -172,51 +237,62 @@ async def test_consumer_skips_redelivered_event_and_retries_failures(env) -> Non
             fail_once.discard(value)
             raise RuntimeError("transient failure")
 
-    settings = ConsumerSettings(
-        stream=config.stream,
-        durable=f"pt_{secrets.token_hex(3)}",
-        filter_subject=config.stream_subjects[0],
-        batch_size=5,
-        ack_wait_seconds=1,
-        fetch_timeout_seconds=0.5,
-        nak_base_delay_seconds=0.1,
-    )
-    consumer = DurableConsumer(db, js, settings, handler)
-    good_id, bad_id = str(uuid.uuid4()), str(uuid.uuid4())
-    await js.publish(
-        subject(config, "a"),
-        wrappers_pb2.StringValue(value="good").SerializeToString(),
-        headers={MSG_ID_HEADER: good_id},
-    )
+    consumer = env.consumer(handler)
+    good_id = await publish(env, "good")
     sub = await consumer.subscribe()
 
     # Handled and committed, but the process "dies" before the ack.
     (msg,) = await sub.fetch(1, timeout=2)
     event = event_from_msg(msg)
-    assert event is not None and await consumer.process(event)
+    assert event is not None and event.id == good_id and await consumer.process(event)
     await asyncio.sleep(1.2)  # ack_wait passes: JetStream redelivers
     assert await consumer.consume_once() == 1
     assert calls == ["good"]  # the redelivery was skipped, and acknowledged
 
-    await js.publish(
-        subject(config, "b"),
-        wrappers_pb2.StringValue(value="bad").SerializeToString(),
-        headers={MSG_ID_HEADER: bad_id},
-    )
+    bad_id = await publish(env, "bad")
     assert await consumer.consume_once() == 1  # fails → nak with a short delay
     for _ in range(20):
         if calls.count("bad") == 2:
             break
         await consumer.consume_once()
     assert calls == ["good", "bad", "bad"]
-    rows = await db.fetch_all(
+    rows = await env.db.fetch_all(
         text("SELECT event_id FROM processed_events WHERE consumer = :c ORDER BY event_id"),
-        {"c": settings.durable},
+        {"c": consumer.settings.durable},
     )
     assert sorted(r.event_id for r in rows) == sorted([good_id, bad_id])
-    effects = await db.scalar(
+    effects = await env.db.scalar(
         text("SELECT count(*) FROM audit_logs WHERE entity_id IN (:a, :b)"),
         {"a": good_id, "b": bad_id},
     )
     assert effects == 2  # the failed attempt's write rolled back
     assert await consumer.consume_once() == 0  # nothing pending: everything was acked
+
+
+async def test_consumer_terminates_messages_that_are_not_envelopes(env: Env) -> None:
+    calls: list[str] = []
+
+    async def handler(conn: AsyncConnection, event: Event) -> None:
+        calls.append(event.unpack(env.thing).thing)  # type: ignore[attr-defined]
+
+    consumer = env.consumer(handler)
+    await consumer.subscribe()
+    # A raw protobuf that is not an envelope, and bytes that are not protobuf.
+    await env.js.publish(
+        env.subject,
+        wrappers_pb2.StringValue(value="raw").SerializeToString(),
+        headers={MSG_ID_HEADER: str(uuid.uuid4())},
+    )
+    await env.js.publish(env.subject, b"\xff\xfe{}", headers={MSG_ID_HEADER: str(uuid.uuid4())})
+    good_id = await publish(env, "good")
+
+    assert await consumer.consume_once() == 3
+    assert calls == ["good"]
+    rows = await env.db.fetch_all(
+        text("SELECT event_id FROM processed_events WHERE consumer = :c"),
+        {"c": consumer.settings.durable},
+    )
+    assert [r.event_id for r in rows] == [good_id]
+    await asyncio.sleep(1.2)  # past ack_wait: a nak'ed or unsettled message would be back
+    assert await consumer.consume_once() == 0
+    assert calls == ["good"]
