@@ -36,7 +36,7 @@ from devstack.stack import start_stack  # noqa: E402
 from fintech.identity.v1 import identity_pb2, identity_pb2_grpc  # noqa: E402
 from tests.integration.edge import EdgeClient  # noqa: E402
 
-BENCH_PORT_BASE = 37000
+BENCH_PORT_BASE = 12000  # below 32768: ephemeral ports start there
 MAX_IN_FLIGHT = 400  # bounds the generator if the target stalls
 ROUNDS = 4
 

@@ -9,7 +9,7 @@ then it is not started:
 | `REDIS_URL` | `redis://127.0.0.1:6379/0` |
 | `NATS_URL` | `nats://127.0.0.1:4222` (JetStream enabled) |
 | `TEMPORAL_ADDRESS` | `127.0.0.1:7233` |
-| `S3_ENDPOINT` | `http://127.0.0.1:8333` (+ `S3_ACCESS_KEY_ID`, `S3_SECRET_ACCESS_KEY`) |
+| `S3_ENDPOINT` | `http://127.0.0.1:8333` (its credentials go in `secrets/s3_credentials.json`) |
 
 Postgres auth (started here): initdb with `scram-sha-256` for host and local
 connections; the superuser `postgres` gets a generated password

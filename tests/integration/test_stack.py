@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import socket
 import ssl
 import subprocess
@@ -123,15 +122,22 @@ def test_access_log_is_json_with_the_request_id(stack: Stack) -> None:
 def test_a_second_runner_on_the_same_state_dir_refuses(stack: Stack) -> None:
     lock = stack.infra.state_dir / "devstack.lock"
     holder = lock.read_text()
-    env = dict(os.environ)
-    env["FINTECH_TEST_PORT_BASE"] = str(stack.infra.config.port_base)
+    cfg = stack.infra.config
     done = subprocess.run(
-        [sys.executable, "-m", "devstack", "run", "--profile", "test"],
+        [
+            sys.executable,
+            "-m",
+            "devstack",
+            "run",
+            "--profile",
+            cfg.profile,
+            "--port-base",
+            str(cfg.port_base),
+        ],
         capture_output=True,
         text=True,
         timeout=60,
         cwd=REPO,
-        env=env,
         check=False,
     )
     assert done.returncode != 0
