@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import shutil
+import ssl
 import statistics
 import sys
 import time
@@ -81,8 +82,9 @@ async def measure(
     edge_latencies: list[float] = []
     direct_latencies: list[float] = []
     errors = 0
+    tls = ssl.create_default_context(cafile=ca_file)
     async with httpx.AsyncClient(
-        base_url=https_url, verify=ca_file, limits=limits, timeout=10.0
+        base_url=https_url, verify=tls, limits=limits, timeout=10.0
     ) as http:
         channel = grpc.aio.insecure_channel(identity_target)
         stub = identity_pb2_grpc.IdentityServiceStub(channel)

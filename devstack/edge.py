@@ -21,10 +21,11 @@ The limits themselves live in envoy/ratelimit.yaml (rendered per profile).
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import string
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
@@ -40,6 +41,7 @@ JWT_PROVIDER = "fintech"
 RATELIMIT_DOMAIN = "fintech-edge"
 AUTH_DESCRIPTOR = ("auth", "credentials")
 CREDENTIAL_PACKAGE = "fintech.identity.v1"
+LOCAL_HOST = "127.0.0.1"
 
 SAFE_TIMEOUT = "5s"
 UNSAFE_TIMEOUT = "15s"
@@ -64,6 +66,12 @@ class EdgeInputs:
     descriptor_set: Path = DESCRIPTOR_SET
     jwt_issuer: str = "https://identity.fintech.local"
     jwt_audience: str = "fintech-api"
+    # Where Envoy reaches each upstream (a SERVICES name or "ratelimit"); absent
+    # ones are on 127.0.0.1. compose.yaml names them by container (devstack/compose.py).
+    upstream_hosts: Mapping[str, str] = field(default_factory=dict)
+    # The descriptor set's path as Envoy sees it, when Envoy runs where
+    # `descriptor_set` (read here for the routes) has another path: a container.
+    envoy_descriptor_set: Path | None = None
 
 
 def is_credential_rpc(rpc: Rpc) -> bool:
@@ -180,10 +188,20 @@ def _h2_options() -> dict[str, object]:
     }
 
 
-def _cluster(name: str, port: int, *, health: bool) -> dict[str, object]:
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def _cluster(name: str, host: str, port: int, *, health: bool) -> dict[str, object]:
     cluster: dict[str, object] = {
         "name": name,
-        "type": "STATIC",
+        # STATIC takes only IP literals; a host name (a compose service) is
+        # resolved, and re-resolved so that a restarted container's new address is picked up.
+        "type": "STATIC" if _is_ip(host) else "STRICT_DNS",
         "connect_timeout": "1s",
         "per_connection_buffer_limit_bytes": 32768,
         "typed_extension_protocol_options": _h2_options(),
@@ -195,7 +213,7 @@ def _cluster(name: str, port: int, *, health: bool) -> dict[str, object]:
                         {
                             "endpoint": {
                                 "address": {
-                                    "socket_address": {"address": "127.0.0.1", "port_value": port}
+                                    "socket_address": {"address": host, "port_value": port}
                                 }
                             }
                         }
@@ -236,10 +254,18 @@ def _cluster(name: str, port: int, *, health: bool) -> dict[str, object]:
     return cluster
 
 
-def build_clusters(ports: Ports) -> list[dict[str, object]]:
-    clusters = [_cluster(_cluster_name(s), ports[s], health=True) for s in SERVICES]
+def build_clusters(
+    ports: Ports, hosts: Mapping[str, str] | None = None
+) -> list[dict[str, object]]:
+    hosts = hosts or {}
+    clusters = [
+        _cluster(_cluster_name(s), hosts.get(s, LOCAL_HOST), ports[s], health=True)
+        for s in SERVICES
+    ]
     # The limiter is health-checked too so that Envoy skips it (fail-open) fast when down.
-    clusters.append(_cluster("ratelimit", ports["ratelimit"], health=True))
+    clusters.append(
+        _cluster("ratelimit", hosts.get("ratelimit", LOCAL_HOST), ports["ratelimit"], health=True)
+    )
     return clusters
 
 
@@ -256,13 +282,13 @@ def render_envoy_config(inputs: EdgeInputs) -> str:
         "ACCESS_LOG": str(inputs.access_log),
         "ROUTES": build_routes(rpcs),
         "HEALTHY_PERCENTAGES": {_cluster_name(s): {"value": 100.0} for s in SERVICES},
-        "PROTO_DESCRIPTOR": str(inputs.descriptor_set),
+        "PROTO_DESCRIPTOR": str(inputs.envoy_descriptor_set or inputs.descriptor_set),
         "TRANSCODED_SERVICES": services,
         "JWT_ISSUER": inputs.jwt_issuer,
         "JWT_AUDIENCE": inputs.jwt_audience,
         "JWKS_FILE": str(inputs.secrets_dir / "jwks.json"),
         "JWT_RULES": build_jwt_rules(rpcs),
-        "CLUSTERS": build_clusters(inputs.ports),
+        "CLUSTERS": build_clusters(inputs.ports, inputs.upstream_hosts),
     }
     text = string.Template(TEMPLATE.read_text()).substitute(
         {k: json.dumps(v) for k, v in values.items()}

@@ -8,6 +8,7 @@ the way distinct phones reach the real edge.
 from __future__ import annotations
 
 import itertools
+import ssl
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -79,15 +80,14 @@ def field_violations(response: httpx.Response) -> dict[str, str]:
 
 class EdgeClient:
     def __init__(self, base_url: str, ca_file: str, source_address: str | None = None) -> None:
-        transport = httpx.Client(
+        tls = ssl.create_default_context(cafile=ca_file)
+        self.http = httpx.Client(
             base_url=base_url,
-            verify=ca_file,
             timeout=15.0,
             transport=httpx.HTTPTransport(
-                verify=ca_file, local_address=source_address or next_source_address()
+                verify=tls, local_address=source_address or next_source_address()
             ),
         )
-        self.http = transport
 
     def close(self) -> None:
         self.http.close()
