@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 export PYTHONPATH := $(CURDIR):$(CURDIR)/gen
 
-.PHONY: venv gen gen-check lint-proto breaking lint typecheck check run test test-unit clean
+.PHONY: venv gen gen-check lint-proto breaking lint typecheck check run test test-unit compose-config clean
 
 venv: $(STAMP)
 $(STAMP): requirements.txt constraints.txt
@@ -42,6 +42,9 @@ run: venv            ## start the whole stack; Ctrl-C stops it
 test: venv           ## start what the tests need, run every test, stop it
 	$(MAKE) check
 	$(PY) -m pytest -q
+
+compose-config: venv ## write what compose.yaml mounts into .state/compose/ (README "Containers")
+	$(PY) -m devstack compose-config
 
 test-unit: venv
 	$(PY) -m pytest -q tests/unit

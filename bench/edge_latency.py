@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import shutil
 import ssl
 import statistics
@@ -40,6 +41,28 @@ from tests.integration.edge import EdgeClient  # noqa: E402
 BENCH_PORT_BASE = 12000  # below 32768: ephemeral ports start there
 MAX_IN_FLIGHT = 400  # bounds the generator if the target stalls
 ROUNDS = 4
+WARMUP_SECONDS = 2
+
+
+def envoy_observed(access_log: Path, skip: int) -> tuple[list[float], list[float]]:
+    """Envoy's own view of GET /v1/users/me from its JSON access log (whole ms).
+
+    Server-side numbers, free of the Python load generator's own overhead,
+    which shares the two cores with the stack. `skip` drops the warm-up.
+    """
+    total: list[float] = []
+    upstream: list[float] = []
+    for line in access_log.read_text().splitlines():
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        if entry.get("path") != "/v1/users/me" or entry.get("status") != 200:
+            continue
+        total.append(float(entry["duration_ms"]))
+        if entry.get("upstream_ms") not in (None, "-"):
+            upstream.append(float(entry["upstream_ms"]))
+    return sorted(total[skip:]), sorted(upstream[skip:])
 
 
 def percentile(sorted_values: list[float], p: float) -> float:
@@ -104,8 +127,8 @@ async def measure(
             return True
 
         # Warm-up: connections, TLS sessions, JIT-free but cache-warm paths.
-        await open_loop(via_edge, rate, 2)
-        await open_loop(direct, rate, 2)
+        await open_loop(via_edge, rate, WARMUP_SECONDS)
+        await open_loop(direct, rate, WARMUP_SECONDS)
         for _ in range(ROUNDS):
             lat, err = await open_loop(via_edge, rate, seconds / ROUNDS)
             edge_latencies += lat
@@ -142,6 +165,7 @@ def main() -> int:
             client = EdgeClient(stack.https_url, str(stack.ca_file))
             session, _ = client.signed_up(email=f"bench-{uuid.uuid4().hex[:8]}@example.com")
             client.close()
+            logs_dir = stack.logs_dir
             result = asyncio.run(
                 measure(
                     stack.https_url,
@@ -174,6 +198,13 @@ def main() -> int:
     print(f"edge_added_p99_ms: {edge_p99 - direct_p99:.2f}")
     print(f"edge_over_direct_p50_ratio: {edge_p50 / direct_p50:.2f}")
     print(f"edge_mean_ms: {statistics.fmean(edge):.2f}")
+    warmup = int(args.rate * WARMUP_SECONDS)
+    envoy_total, envoy_upstream = envoy_observed(logs_dir / "envoy-access.log", warmup)
+    if envoy_total and envoy_upstream:
+        print(f"envoy_observed_p50_ms: {percentile(envoy_total, 50):.0f}")
+        print(f"envoy_observed_p99_ms: {percentile(envoy_total, 99):.0f}")
+        print(f"envoy_upstream_identity_p50_ms: {percentile(envoy_upstream, 50):.0f}")
+        print(f"envoy_upstream_identity_p99_ms: {percentile(envoy_upstream, 99):.0f}")
     return 0
 
 

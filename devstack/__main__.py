@@ -1,10 +1,11 @@
-"""`python -m devstack run|up|down|status` — the local stack in one command.
+"""`python -m devstack run|up|down|status|compose-config` — the local stack in one command.
 
 run   start everything (profile `run`, ports 17000+), print the endpoints and
       `ready_seconds: N`, block until Ctrl-C / SIGTERM, stop everything.
 up    the same in the background (for debugging): returns once ready.
 down  stop a stack started by `run` or `up` on that profile.
 While a stack runs, `<state>/endpoints.json` describes it.
+compose-config  write what compose.yaml mounts into .state/compose/ (devstack/compose.py).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import sys
 import time
 from types import FrameType
 
+from devstack.compose import write_compose_config
 from devstack.infra import InfraHandle, StackConfig, open_infra
 from devstack.procs import AlreadyRunning, StartupError, log_tail
 from devstack.stack import Stack, StackHandle, start_stack
@@ -220,9 +222,15 @@ def cmd_status(cfg: StackConfig) -> int:
     return 0
 
 
+def cmd_compose_config() -> int:
+    files = write_compose_config()
+    print(f"wrote {files.envoy_config}, {files.ratelimit_config}, secrets in {files.secrets_dir}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m devstack", description=__doc__)
-    parser.add_argument("command", choices=["run", "up", "down", "status"])
+    parser.add_argument("command", choices=["run", "up", "down", "status", "compose-config"])
     parser.add_argument(
         "--profile",
         default="run",
@@ -235,6 +243,9 @@ def main(argv: list[str] | None = None) -> int:
         help="default: FINTECH_PORT_BASE or 17000 (run), FINTECH_TEST_PORT_BASE or 27000 (test)",
     )
     args = parser.parse_args(argv)
+    if args.command == "compose-config":
+        # Fixed paths and ports (those compose.yaml names): no profile, no stack config.
+        return cmd_compose_config()
     cfg = StackConfig.for_profile(args.profile, args.port_base)
     commands = {"run": cmd_run, "up": cmd_up, "down": cmd_down, "status": cmd_status}
     return commands[args.command](cfg)

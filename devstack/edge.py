@@ -212,9 +212,7 @@ def _cluster(name: str, host: str, port: int, *, health: bool) -> dict[str, obje
                     "lb_endpoints": [
                         {
                             "endpoint": {
-                                "address": {
-                                    "socket_address": {"address": host, "port_value": port}
-                                }
+                                "address": {"socket_address": {"address": host, "port_value": port}}
                             }
                         }
                     ]
@@ -254,9 +252,7 @@ def _cluster(name: str, host: str, port: int, *, health: bool) -> dict[str, obje
     return cluster
 
 
-def build_clusters(
-    ports: Ports, hosts: Mapping[str, str] | None = None
-) -> list[dict[str, object]]:
+def build_clusters(ports: Ports, hosts: Mapping[str, str] | None = None) -> list[dict[str, object]]:
     hosts = hosts or {}
     clusters = [
         _cluster(_cluster_name(s), hosts.get(s, LOCAL_HOST), ports[s], health=True)

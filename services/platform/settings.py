@@ -7,19 +7,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-# Port offsets from FINTECH_PORT_BASE (CONVENTIONS "Ports"), used only when
-# FINTECH_GRPC_PORT is not set so a service started by hand lands where the
-# dev stack would put it.
-SERVICE_PORT_OFFSETS: Mapping[str, int] = {
-    "ratelimit": 20,
-    "identity": 31,
-    "kyc": 32,
-    "risk": 33,
-    "loans": 34,
-    "ledger": 35,
-    "payments": 36,
-}
-DEFAULT_PORT_BASE = 17000
+# The gRPC port is always given (FINTECH_GRPC_PORT): the dev stack and compose
+# own the port plan (devstack/topology.py), so a service never guesses one.
 METRICS_PORT_OFFSET = 100
 DEFAULT_JWT_ISSUER = "https://identity.fintech.local"
 DEFAULT_JWT_AUDIENCE = "fintech-api"
@@ -70,7 +59,7 @@ class Settings:
         if not service.isidentifier() or service != service.lower():
             raise SettingsError(f"service name must be a lowercase identifier: {service!r}")
 
-        grpc_port = _port(env, "FINTECH_GRPC_PORT", _default_grpc_port(service, env))
+        grpc_port = _port(env, "FINTECH_GRPC_PORT", None)
         metrics_port = _port(env, "FINTECH_METRICS_PORT", grpc_port + METRICS_PORT_OFFSET)
         log_level = env.get("FINTECH_LOG_LEVEL", "INFO").upper()
         if log_level not in LOG_LEVELS:
@@ -104,13 +93,6 @@ class Settings:
             otel_exporter=exporter,
             shutdown_grace_seconds=grace,
         )
-
-
-def _default_grpc_port(service: str, env: Mapping[str, str]) -> int | None:
-    offset = SERVICE_PORT_OFFSETS.get(service)
-    if offset is None:
-        return None
-    return _port(env, "FINTECH_PORT_BASE", DEFAULT_PORT_BASE) + offset
 
 
 def _port(env: Mapping[str, str], name: str, default: int | None) -> int:

@@ -24,8 +24,8 @@ from services.platform.unimplemented import unimplemented_servicer
 from tests.unit.platform.platform_unit_support import SERVICE, start_server, stub
 
 
-def test_settings_defaults_follow_port_convention() -> None:
-    s = Settings.from_env("identity", {})
+def test_settings_defaults() -> None:
+    s = Settings.from_env("identity", {"FINTECH_GRPC_PORT": "17031"})
     assert (s.grpc_host, s.grpc_port, s.metrics_port) == ("127.0.0.1", 17031, 17131)
     assert s.db_schema == "identity" and s.error_domain == "identity.fintech.local"
     assert s.jwt_issuer == "https://identity.fintech.local" and s.jwt_audience == "fintech-api"
@@ -58,7 +58,7 @@ def test_settings_read_every_variable() -> None:
 @pytest.mark.parametrize(
     ("service", "env"),
     [
-        ("unknownsvc", {}),  # no default port
+        ("kyc", {}),  # the port is always given
         ("kyc", {"FINTECH_GRPC_PORT": "http"}),
         ("kyc", {"FINTECH_GRPC_PORT": "70000"}),
         ("kyc", {"FINTECH_LOG_LEVEL": "LOUD"}),
