@@ -11,15 +11,17 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime, timedelta
 
 import argon2
 import grpc
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 from sqlalchemy.exc import IntegrityError
 
 from services.brazil.documents import mask_cpf
@@ -60,6 +62,7 @@ from services.platform.errors import (
     invalid_argument,
     not_found,
     unauthenticated,
+    unavailable,
 )
 
 DEFAULT_PAGE_SIZE = 20
@@ -638,7 +641,8 @@ class IdentityService:
         )
 
     async def _refuse_if_locked(self, account_key: str, address_key: str) -> None:
-        ttls = [await self._redis.ttl(f"login:lock:{k}") for k in (account_key, address_key)]
+        async with _redis_required("login lockout"):
+            ttls = [await self._redis.ttl(f"login:lock:{k}") for k in (account_key, address_key)]
         remaining = max(ttls)
         if remaining > 0:
             raise AppError(
@@ -649,6 +653,10 @@ class IdentityService:
             )
 
     async def _record_failure(self, account_key: str, address_key: str) -> None:
+        async with _redis_required("login lockout"):
+            await self._count_failures(account_key, address_key)
+
+    async def _count_failures(self, account_key: str, address_key: str) -> None:
         for key, free in (
             (account_key, lockout.FREE_ATTEMPTS),
             (address_key, lockout.ADDRESS_FREE_ATTEMPTS),
@@ -663,16 +671,36 @@ class IdentityService:
                 await self._redis.set(f"login:lock:{key}", "1", ex=seconds)
 
     async def _clear_failures(self, account_key: str) -> None:
-        await self._redis.delete(f"login:fail:{account_key}", f"login:lock:{account_key}")
+        async with _redis_required("login lockout"):
+            await self._redis.delete(f"login:fail:{account_key}", f"login:lock:{account_key}")
 
     async def _revoke_in_redis(self, session_ids: list[uuid.UUID]) -> None:
         if not session_ids:
             return
         ttl = int(REVOCATION_TTL.total_seconds())
-        async with self._redis.pipeline(transaction=False) as pipe:
+        async with (
+            _redis_required("session revocation"),
+            self._redis.pipeline(transaction=False) as pipe,
+        ):
             for sid in set(session_ids):
                 pipe.set(f"{REVOKED_SESSION_PREFIX}{sid}", "1", ex=ttl)
             await pipe.execute()
+
+
+@contextlib.asynccontextmanager
+async def _redis_required(purpose: str) -> AsyncIterator[None]:
+    """Redis down: fail closed with UNAVAILABLE (retryable), never INTERNAL.
+
+    Lockout and revocation are security controls; skipping them silently would
+    let a brute force or a revoked token through while Redis is away. Every
+    caller is safe to retry (logout is idempotent; a failed login changed nothing).
+    """
+    try:
+        yield
+    except (RedisError, OSError) as exc:
+        raise unavailable(
+            "DEPENDENCY_UNAVAILABLE", f"{purpose} is temporarily unavailable; retry shortly"
+        ) from exc
 
 
 def _etag(version: int) -> str:
