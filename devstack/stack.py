@@ -127,19 +127,21 @@ def run_migrations(infra: Infra) -> None:
     Sequential on purpose: concurrent GRANTs on the same database row fail with
     "tuple concurrently updated", and six runs take a few seconds at most.
     """
-    env = _base_env(infra, "migrate")
+    base_env = _base_env(infra, "migrate")
     for service in SERVICES:
+        # Secrets travel in the environment, never on the command line (ps).
+        env = {
+            **base_env,
+            "FINTECH_MIGRATE_ADMIN_URL": infra.pg_admin_url,
+            "FINTECH_MIGRATE_PASSWORD": infra.secrets.db_password(service),
+        }
         run_checked(
             [
                 sys.executable,
                 "-m",
                 "services.platform.migrate",
-                "--admin-url",
-                infra.pg_admin_url,
                 "--service",
                 service,
-                "--password",
-                infra.secrets.db_password(service),
                 "--migrations-dir",
                 str(infra.config.root / "migrations"),
             ],

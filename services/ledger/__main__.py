@@ -1,7 +1,38 @@
-"""`python -m services.ledger`: serve the ledger v1 contract (see api.py)."""
+"""`python -m services.ledger`: the ledger service (wiring only)."""
 
-from services.ledger.api import setup
-from services.platform.app import run_service
+from __future__ import annotations
+
+import grpc
+
+from services.ledger import api, events
+from services.ledger.service import LedgerService
+from services.ledger.writer import LedgerWriter
+from services.platform.app import ServiceContext, run_service
+from services.platform.consumer import DurableConsumer
+from services.platform.db import Database
+
+# The writer's own pool (see writer.py): one connection in use, one spare for
+# the reconnect after a broken connection.
+WRITER_POOL_SIZE = 2
+
+
+async def setup(ctx: ServiceContext, server: grpc.aio.Server) -> list[str]:
+    settings = ctx.settings
+    assert settings.database_url, "the ledger needs FINTECH_DATABASE_URL"
+    writer_db = Database(
+        settings.database_url, pool_size=WRITER_POOL_SIZE, application_name="ledger-writer"
+    )
+    writer = LedgerWriter(writer_db)
+    service = LedgerService(ctx.db, writer)
+    api.register(server, ctx.db, service, settings)
+    ctx.add_background(writer.run)
+    ctx.add_background(writer.run_expiry_ticker)
+    consumer = DurableConsumer(
+        ctx.db, ctx.nats.jetstream(), events.wallet_consumer_settings(), events.open_wallet
+    )
+    ctx.add_background(consumer.run)
+    return [api.service_name()]
+
 
 if __name__ == "__main__":
     run_service("ledger", setup)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import logging
+import os
 import re
 import sys
 from collections.abc import Sequence
@@ -214,13 +215,22 @@ def _grant(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m services.platform.migrate")
-    parser.add_argument("--admin-url", required=True)
+    # Secrets come from the environment, not argv: a command line is visible to
+    # every user of the machine (ps), and a generated password may begin with
+    # "-", which argparse would take for an option.
+    parser = argparse.ArgumentParser(
+        prog="python -m services.platform.migrate",
+        epilog="The admin URL and the role password are read from FINTECH_MIGRATE_ADMIN_URL "
+        "and FINTECH_MIGRATE_PASSWORD when the flags are absent.",
+    )
+    parser.add_argument("--admin-url", default=os.environ.get("FINTECH_MIGRATE_ADMIN_URL"))
     parser.add_argument("--service", required=True)
-    parser.add_argument("--password", required=True)
+    parser.add_argument("--password", default=os.environ.get("FINTECH_MIGRATE_PASSWORD"))
     parser.add_argument("--migrations-dir", type=Path, default=Path("migrations"))
     parser.add_argument("--database", default=DEFAULT_DATABASE)
     args = parser.parse_args(argv)
+    if not args.admin_url or not args.password:
+        parser.error("the admin URL and the role password are required")
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
         applied = migrate(

@@ -1,0 +1,379 @@
+"""Benchmark: ledger throughput and latency against the database's own limit.
+
+In one run, on one Postgres with durability on (fsync, synchronous_commit,
+full_page_writes at their defaults; the `bench` profile does not relax them):
+1. pgbench's built-in TPC-B-like rate with 16 clients (the reference: what the
+   database does with small durable transactions);
+2. ledger transfers/s through gRPC, batches of 1,000, between many accounts;
+3. transfers/s with one transfer per request from 64 concurrent clients;
+4. the same, every transfer debiting one hot account;
+5. p50/p99 latency of (3) at half its measured rate, open loop, each latency
+   taken from the request's scheduled start (no coordinated omission).
+Prints `name: value` lines, then the ratios (2)/(1), (3)/(1), (4)/(3).
+
+Starts its own stack (profile `bench`, port base 12000, like edge_latency.py)
+unless LEDGER_BENCH_TARGET (host:port of a ledger), LEDGER_BENCH_SECRETS_DIR and
+LEDGER_BENCH_PG_ADMIN_URL name a running one. The load generator is Python in
+this process and shares the machine's cores with the stack, so the ledger
+figures are a floor. Every phase is bounded in time and in request count.
+
+    python bench/ledger_throughput.py [--seconds 10] [--pgbench-seconds 15]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import random
+import re
+import shutil
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import grpc
+import psycopg
+
+sys.path[:0] = [
+    str(Path(__file__).resolve().parent.parent),
+    str(Path(__file__).resolve().parent.parent / "gen"),
+]
+
+from devstack.infra import StackConfig, open_infra  # noqa: E402
+from devstack.stack import start_stack  # noqa: E402
+from fintech.ledger.v1 import ledger_pb2, ledger_pb2_grpc  # noqa: E402
+from fintech.type.v1 import money_pb2  # noqa: E402
+from services.platform.service_token import ServiceTokenSigner, service_channel  # noqa: E402
+from services.platform.settings import DEFAULT_JWT_AUDIENCE, DEFAULT_JWT_ISSUER  # noqa: E402
+
+BENCH_PORT_BASE = 12000  # below 32768: ephemeral ports start there
+PGBENCH_CLIENTS = 16
+PGBENCH_SCALE = 16  # one branch row per client: TPC-B's own contention, not more
+PGBENCH_DATABASE = "pgbench_reference"
+BATCH = 1000
+BATCH_CLIENTS = 4  # concurrent batch senders: the writer may merge them (up to 8,000)
+SINGLE_CLIENTS = 64
+CHANNELS = 8  # the 64 clients share 8 HTTP/2 connections
+ACCOUNTS = 1000
+FUNDING = 10**12  # minor units per wallet: no transfer here ever lacks funds
+MAX_IN_FLIGHT = 512  # bounds the open-loop generator if the ledger stalls
+CALL_TIMEOUT_S = 30.0
+WARMUP_SECONDS = 1.0
+
+
+# ------------------------------------------------------------------ pgbench
+
+
+def pgbench_bin() -> Path:
+    import pgserver
+
+    return Path(pgserver.__file__).parent / "pginstall" / "bin" / "pgbench"
+
+
+def with_database(url: str, database: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc, f"/{database}", "", ""))
+
+
+def pgbench_tps(admin_url: str, seconds: int) -> tuple[float, dict[str, str]]:
+    """Initialise a separate database and run TPC-B-like with 16 clients; its tps."""
+    maintenance = with_database(admin_url, "postgres")
+    with psycopg.connect(maintenance, autocommit=True, connect_timeout=10) as conn:
+        settings = {
+            name: str(conn.execute(f"SHOW {name}").fetchone()[0])  # type: ignore[index]
+            for name in ("fsync", "synchronous_commit", "full_page_writes", "wal_level")
+        }
+        exists = conn.execute(
+            "SELECT 1 FROM pg_database WHERE datname = %s", (PGBENCH_DATABASE,)
+        ).fetchone()
+        if not exists:
+            conn.execute(f"CREATE DATABASE {PGBENCH_DATABASE}")
+    url = with_database(admin_url, PGBENCH_DATABASE)
+    binary = str(pgbench_bin())
+    subprocess.run(
+        [binary, "-i", "-q", "-s", str(PGBENCH_SCALE), url],
+        check=True,
+        capture_output=True,
+        timeout=600,
+    )
+    run = subprocess.run(
+        [binary, "-c", str(PGBENCH_CLIENTS), "-j", "2", "-T", str(seconds), url],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=seconds + 120,
+    )
+    match = re.search(r"tps = ([0-9.]+) \(without initial connection time\)", run.stdout)
+    assert match, run.stdout
+    return float(match.group(1)), settings
+
+
+# ------------------------------------------------------------------ ledger load
+
+
+def money(minor: int) -> money_pb2.Money:
+    return money_pb2.Money(currency_code="BRL", minor_units=minor)
+
+
+def posted(debit: str, credit: str, amount: int = 1) -> ledger_pb2.Transfer:
+    return ledger_pb2.Transfer(
+        name=f"transfers/{uuid.uuid4()}",
+        debit_account=debit,
+        credit_account=credit,
+        amount=money(amount),
+        kind=ledger_pb2.TRANSFER_KIND_POSTED,
+        code="BENCH",
+    )
+
+
+@dataclass
+class Ledger:
+    stubs: list[ledger_pb2_grpc.LedgerServiceStub]
+    channels: list[grpc.aio.Channel]
+
+    @classmethod
+    def open(cls, target: str, secrets_dir: Path, channels: int) -> Ledger:
+        signer = ServiceTokenSigner.from_files(
+            secrets_dir / "jwt_signing_key.pem",
+            secrets_dir / "jwks.json",
+            service="bench",
+            issuer=DEFAULT_JWT_ISSUER,
+            audience=DEFAULT_JWT_AUDIENCE,
+        )
+        chans = [service_channel(target, signer) for _ in range(channels)]
+        return cls([ledger_pb2_grpc.LedgerServiceStub(c) for c in chans], chans)
+
+    async def close(self) -> None:
+        await asyncio.gather(*(c.close() for c in self.channels))
+
+    async def create(self, transfers: list[ledger_pb2.Transfer], stub: int = 0) -> int:
+        """Send one request; the number of transfers that succeeded."""
+        response = await self.stubs[stub % len(self.stubs)].CreateTransfers(
+            ledger_pb2.CreateTransfersRequest(transfers=transfers),
+            metadata=(("idempotency-key", uuid.uuid4().hex),),
+            timeout=CALL_TIMEOUT_S,
+        )
+        return sum(1 for r in response.results if r.status.code == 0)
+
+    async def open_accounts(self, n: int, kind: int, no_overdraft: bool) -> list[str]:
+        limiter = asyncio.Semaphore(16)
+
+        async def one(i: int) -> str:
+            async with limiter:
+                account = await self.stubs[i % len(self.stubs)].CreateAccount(
+                    ledger_pb2.CreateAccountRequest(
+                        account=ledger_pb2.Account(
+                            owner=f"users/{uuid.uuid4()}",
+                            currency_code="BRL",
+                            kind=kind,  # type: ignore[arg-type]
+                            display_name="bench",
+                            flags=ledger_pb2.AccountFlags(
+                                debits_must_not_exceed_credits=no_overdraft
+                            ),
+                        )
+                    ),
+                    metadata=(("idempotency-key", uuid.uuid4().hex),),
+                    timeout=CALL_TIMEOUT_S,
+                )
+                return str(account.name)
+
+        return list(await asyncio.gather(*(one(i) for i in range(n))))
+
+
+async def closed_loop(
+    workers: int, seconds: float, work: Callable[[int], Awaitable[int]]
+) -> tuple[float, int]:
+    """`workers` loops calling work(worker) until `seconds` pass; transfers/s, errors."""
+    done = 0
+    errors = 0
+    stop_at = time.perf_counter() + seconds
+
+    async def loop(worker: int) -> None:
+        nonlocal done, errors
+        while time.perf_counter() < stop_at:
+            try:
+                done += await work(worker)
+            except grpc.aio.AioRpcError:
+                errors += 1
+
+    began = time.perf_counter()
+    await asyncio.gather(*(loop(w) for w in range(workers)))
+    return done / (time.perf_counter() - began), errors
+
+
+async def open_loop(
+    rate: float, seconds: float, call: Callable[[int], Awaitable[int]]
+) -> tuple[list[float], int]:
+    """Fire call(i) every 1/rate s; latencies (ms, from scheduled time) and errors."""
+    total = int(rate * seconds)
+    interval = 1.0 / rate
+    latencies: list[float] = []
+    errors = 0
+    limiter = asyncio.Semaphore(MAX_IN_FLIGHT)
+    start = time.perf_counter() + 0.05
+
+    async def one(i: int) -> None:
+        nonlocal errors
+        scheduled = start + i * interval
+        delay = scheduled - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        async with limiter:
+            try:
+                if await call(i) != 1:
+                    errors += 1
+            except grpc.aio.AioRpcError:
+                errors += 1
+        latencies.append((time.perf_counter() - scheduled) * 1000)
+
+    await asyncio.gather(*(one(i) for i in range(total)))
+    return sorted(latencies), errors
+
+
+def percentile(sorted_values: list[float], p: float) -> float:
+    assert sorted_values
+    index = min(len(sorted_values) - 1, max(0, round(p / 100 * len(sorted_values)) - 1))
+    return sorted_values[index]
+
+
+async def ledger_phases(target: str, secrets_dir: Path, seconds: float) -> dict[str, float]:
+    ledger = Ledger.open(target, secrets_dir, CHANNELS)
+    rng = random.Random(7)
+    out: dict[str, float] = {}
+    try:
+        source = (
+            await ledger.open_accounts(1, ledger_pb2.ACCOUNT_KIND_BANK_CASH, no_overdraft=False)
+        )[0]
+        # Wallet-like accounts (no overdraft): real USER_WALLETs are opened only
+        # from user.registered, and the engine treats accounts by their flags.
+        wallets = await ledger.open_accounts(ACCOUNTS, ledger_pb2.ACCOUNT_KIND_SUSPENSE, True)
+        hot = wallets[0]
+        funded = await ledger.create([posted(source, w, FUNDING) for w in wallets])
+        assert funded == ACCOUNTS, f"funding: {funded}/{ACCOUNTS}"
+
+        def pair() -> tuple[str, str]:
+            debit, credit = rng.sample(wallets, 2)
+            return debit, credit
+
+        # (2) batches of 1,000 between random wallets, several senders at once.
+        async def batch(worker: int) -> int:
+            return await ledger.create([posted(*pair()) for _ in range(BATCH)], worker)
+
+        await closed_loop(BATCH_CLIENTS, WARMUP_SECONDS, batch)
+        out["batched_transfers_per_s"], out["batched_errors"] = await closed_loop(
+            BATCH_CLIENTS, seconds, batch
+        )
+
+        # (3) one transfer per request, 64 clients, random wallets.
+        async def single(worker: int) -> int:
+            return await ledger.create([posted(*pair())], worker)
+
+        await closed_loop(SINGLE_CLIENTS, WARMUP_SECONDS, single)
+        out["single_transfers_per_s"], out["single_errors"] = await closed_loop(
+            SINGLE_CLIENTS, seconds, single
+        )
+
+        # (4) the same, every transfer debiting the same (constrained) wallet.
+        others = wallets[1:]
+
+        async def hot_single(worker: int) -> int:
+            return await ledger.create([posted(hot, rng.choice(others))], worker)
+
+        out["hot_account_transfers_per_s"], out["hot_account_errors"] = await closed_loop(
+            SINGLE_CLIENTS, seconds, hot_single
+        )
+
+        # (5) latency of (3) at half its measured rate, open loop.
+        rate = max(1.0, out["single_transfers_per_s"] / 2)
+        latencies, errors = await open_loop(rate, seconds, lambda i: single(i))
+        out["half_rate_per_s"] = rate
+        out["half_rate_requests"] = len(latencies)
+        out["half_rate_errors"] = errors
+        out["half_rate_p50_ms"] = percentile(latencies, 50)
+        out["half_rate_p99_ms"] = percentile(latencies, 99)
+
+        verify = await ledger.stubs[0].VerifyLedger(
+            ledger_pb2.VerifyLedgerRequest(max_discrepancies=5), timeout=600
+        )
+        out["verify_ok_after_load"] = float(verify.ok)
+    finally:
+        await ledger.close()
+    return out
+
+
+def measure(target: str, secrets_dir: Path, admin_url: str, args: argparse.Namespace) -> None:
+    tps, settings = pgbench_tps(admin_url, args.pgbench_seconds)
+    for name, value in settings.items():
+        print(f"postgres_{name}: {value}")
+    print(f"pgbench_clients: {PGBENCH_CLIENTS}")
+    print(f"pgbench_scale: {PGBENCH_SCALE}")
+    print(f"pgbench_tpcb_tps: {tps:.0f}")
+    results = asyncio.run(ledger_phases(target, secrets_dir, args.seconds))
+    print(f"ledger_batch_size: {BATCH}")
+    print(f"ledger_batched_transfers_per_s: {results['batched_transfers_per_s']:.0f}")
+    print(f"ledger_batched_errors: {results['batched_errors']:.0f}")
+    print(f"ledger_single_clients: {SINGLE_CLIENTS}")
+    print(f"ledger_single_transfers_per_s: {results['single_transfers_per_s']:.0f}")
+    print(f"ledger_single_errors: {results['single_errors']:.0f}")
+    print(f"ledger_hot_account_transfers_per_s: {results['hot_account_transfers_per_s']:.0f}")
+    print(f"ledger_hot_account_errors: {results['hot_account_errors']:.0f}")
+    print(f"ledger_half_rate_per_s: {results['half_rate_per_s']:.0f}")
+    print(f"ledger_half_rate_requests: {results['half_rate_requests']:.0f}")
+    print(f"ledger_half_rate_errors: {results['half_rate_errors']:.0f}")
+    print(f"ledger_half_rate_p50_ms: {results['half_rate_p50_ms']:.2f}")
+    print(f"ledger_half_rate_p99_ms: {results['half_rate_p99_ms']:.2f}")
+    print(f"ledger_verify_ok_after_load: {bool(results['verify_ok_after_load'])}")
+    batched_ratio = results["batched_transfers_per_s"] / tps
+    single_ratio = results["single_transfers_per_s"] / tps
+    hot_ratio = results["hot_account_transfers_per_s"] / max(
+        results["single_transfers_per_s"], 1e-9
+    )
+    print(f"ratio_batched_over_pgbench: {batched_ratio:.2f} (target >= 5)")
+    print(f"ratio_single_over_pgbench: {single_ratio:.2f} (target >= 0.5)")
+    print(f"ratio_hot_over_single: {hot_ratio:.2f} (target >= 0.5)")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--seconds", type=float, default=10.0, help="per ledger phase")
+    parser.add_argument("--pgbench-seconds", type=int, default=15)
+    parser.add_argument(
+        "--keep-state", action="store_true", help="reuse .state/bench instead of a cold start"
+    )
+    args = parser.parse_args()
+    assert 0 < args.seconds <= 120 and 0 < args.pgbench_seconds <= 120
+
+    reuse = os.environ.get("LEDGER_BENCH_TARGET")
+    if reuse:
+        measure(
+            reuse,
+            Path(os.environ["LEDGER_BENCH_SECRETS_DIR"]),
+            os.environ["LEDGER_BENCH_PG_ADMIN_URL"],
+            args,
+        )
+        return 0
+
+    cfg = StackConfig.for_profile("bench", BENCH_PORT_BASE)
+    if not args.keep_state and cfg.state_dir.exists():
+        shutil.rmtree(cfg.state_dir)  # a cold, empty ledger: comparable runs
+    infra_handle = open_infra(cfg)
+    try:
+        stack_handle = start_stack(infra_handle.infra)
+        try:
+            stack = stack_handle.stack
+            measure(stack.grpc_targets["ledger"], stack.secrets_dir, stack.infra.pg_admin_url, args)
+        finally:
+            stack_handle.stop()
+    finally:
+        infra_handle.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,252 @@
+"""The single batching writer (group commit), see docs/LEDGER.md.
+
+Every write — CreateTransfers from any number of concurrent callers and the
+expiry of due reservations — goes through one bounded queue. One task takes
+what is waiting (up to MAX_BATCH_TRANSFERS transfers), applies it in ONE
+transaction with a fixed number of statements, commits, and only then
+completes each caller's future: only acknowledged transfers exist.
+
+The writer has its own Database (connection pool) on purpose: mutating RPCs
+hold a pooled connection in the idempotency interceptor's transaction while
+they wait for the writer, so sharing that pool could starve the writer (all
+connections held by callers waiting for it). The interceptor's transaction
+holds only its advisory lock and, at the end, its idempotency row; the
+writer's locks (journal_head, accounts) are never taken there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from prometheus_client import Histogram
+
+from services.ledger import events, store
+from services.ledger.domain import engine, journal
+from services.ledger.domain.model import (
+    MAX_BATCH_TRANSFERS,
+    AccountState,
+    Applied,
+    Rejected,
+    TransferResult,
+    TransferSpec,
+)
+from services.platform.db import Database
+from services.platform.logs import request_id_var
+from services.platform.tracing import current_trace_id, current_traceparent
+
+log = logging.getLogger(__name__)
+
+MAX_QUEUED_JOBS = 4_096
+MAX_EXPIRED_PER_BATCH = 1_000
+EXPIRY_INTERVAL_SECONDS = 1.0
+
+Items = Sequence[TransferSpec | Rejected]
+
+BATCH_TRANSFERS = Histogram(
+    "ledger_writer_batch_transfers",
+    "Transfers per writer batch (group commit size).",
+    buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8000),
+)
+BATCH_SECONDS = Histogram(
+    "ledger_writer_batch_seconds",
+    "Writer batch time by phase: load (locks + reads), apply (engine, journal,"
+    " events in memory), write (bulk statements), commit.",
+    ["phase"],
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+)
+
+
+@dataclass(slots=True)
+class _Job:
+    items: Items | None  # None: an expiry tick
+    origin: events.Origin
+    future: asyncio.Future[list[TransferResult] | int] = field(repr=False)
+
+    @property
+    def size(self) -> int:
+        return len(self.items) if self.items is not None else 1
+
+
+@dataclass(frozen=True, slots=True)
+class BatchStats:
+    jobs: int
+    transfers: int
+    applied: int
+    seconds: float
+
+
+class LedgerWriter:
+    def __init__(self, db: Database, *, max_batch: int = MAX_BATCH_TRANSFERS) -> None:
+        assert 1 <= max_batch <= MAX_BATCH_TRANSFERS
+        self.db = db
+        self.max_batch = max_batch
+        self._queue: asyncio.Queue[_Job] = asyncio.Queue(maxsize=MAX_QUEUED_JOBS)
+        self._carry: _Job | None = None
+        self._expiry_queued = False
+        self.last_batch: BatchStats | None = None
+
+    async def submit(self, items: Items) -> list[TransferResult]:
+        """Apply one request's transfers; returns after COMMIT (or raises)."""
+        assert 0 < len(items) <= self.max_batch, len(items)
+        result = await self._enqueue(items)
+        assert isinstance(result, list)
+        return result
+
+    async def expire_due(self) -> int:
+        """Expire due reservations (at most MAX_EXPIRED_PER_BATCH); returns how many."""
+        result = await self._enqueue(None)
+        assert isinstance(result, int)
+        return result
+
+    async def _enqueue(self, items: Items | None) -> list[TransferResult] | int:
+        loop = asyncio.get_running_loop()
+        origin = events.Origin(
+            trace_id=current_trace_id() or "",
+            request_id=request_id_var.get() or "",
+            traceparent=current_traceparent() or "",
+        )
+        job = _Job(items, origin, loop.create_future())
+        await self._queue.put(job)  # bounded: a full queue pushes back on callers
+        return await job.future
+
+    async def run(self) -> None:
+        """The writer loop: forever take a batch, apply it, complete its futures."""
+        while True:
+            jobs = await self._take()
+            await self._process(jobs)
+
+    async def run_expiry_ticker(self, interval: float = EXPIRY_INTERVAL_SECONDS) -> None:
+        """Background: queue an expiry job every `interval` (one at a time)."""
+        assert 0.01 <= interval <= 60
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                while await self.expire_due() == MAX_EXPIRED_PER_BATCH:
+                    pass  # a full round: more may be due
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("expiry round failed; retrying next tick")
+
+    async def _take(self) -> list[_Job]:
+        first = self._carry or await self._queue.get()
+        self._carry = None
+        jobs, total = [first], first.size
+        while not self._queue.empty():
+            job = self._queue.get_nowait()
+            if total + job.size > self.max_batch:
+                self._carry = job  # first of the next batch: arrival order is kept
+                break
+            jobs.append(job)
+            total += job.size
+        return jobs
+
+    async def _process(self, jobs: list[_Job]) -> None:
+        try:
+            outcomes = await self._apply(jobs)
+        except Exception as exc:
+            if len(jobs) == 1:
+                log.exception("ledger batch failed")
+                _fail(jobs[0], exc)
+                return
+            # Nothing was committed: run each job alone so a job that breaks the
+            # batch (a bug caught by a CHECK) fails only its own caller.
+            log.warning("ledger batch of %d jobs failed (%s); retrying one by one", len(jobs), exc)
+            for job in jobs:
+                try:
+                    outcome = (await self._apply([job]))[0]
+                except Exception as job_exc:
+                    log.exception("ledger job failed")
+                    _fail(job, job_exc)
+                else:
+                    _complete(job, outcome)
+            return
+        for job, outcome in zip(jobs, outcomes, strict=True):
+            _complete(job, outcome)
+
+    async def _apply(self, jobs: list[_Job]) -> list[list[TransferResult] | int]:
+        started = time.perf_counter()
+        specs = [i for job in jobs if job.items for i in job.items if isinstance(i, TransferSpec)]
+        due_limit = MAX_EXPIRED_PER_BATCH if any(job.items is None for job in jobs) else 0
+        async with self.db.separate_transaction() as conn:
+            head = await store.lock_head(conn)
+            wanted: set[uuid.UUID] = {s.id for s in specs}
+            wanted.update(s.pending_id for s in specs if s.pending_id is not None)
+            transfers = await store.load_transfers(conn, wanted, due_limit=due_limit)
+            account_ids: set[uuid.UUID] = set()
+            for s in specs:
+                account_ids.update(a for a in (s.debit_account, s.credit_account) if a)
+            for t in transfers.values():
+                account_ids.update((t.debit_account, t.credit_account))
+            accounts = await store.lock_accounts(conn, account_ids)
+            loaded = time.perf_counter()
+            ws = engine.WorkingSet(accounts, transfers, now=head.now, next_seq=head.seq + 1)
+            outcomes: list[list[TransferResult] | int] = []
+            origins: list[events.Origin] = []
+            due = [t.id for t in transfers.values() if t.expires_at and t.expires_at <= head.now]
+            for job in jobs:
+                before = len(ws.applied)
+                if job.items is None:
+                    outcomes.append(len(engine.expire(ws, sorted(due))))
+                else:
+                    outcomes.append(engine.apply_batch(ws, job.items))
+                origins.extend([job.origin] * (len(ws.applied) - before))
+            prepared = self._prepare(head, ws, origins) if ws.applied else None
+            applied_at = time.perf_counter()
+            if prepared is not None:
+                await store.write_applied(
+                    conn, prepared.applied, prepared.accounts, prepared.journal
+                )
+                await store.insert_outbox(conn, prepared.outbox)
+            written = time.perf_counter()
+        done = time.perf_counter()
+        BATCH_TRANSFERS.observe(len(specs))
+        for phase, seconds in (
+            ("load", loaded - started),
+            ("apply", applied_at - loaded),
+            ("write", written - applied_at),
+            ("commit", done - written),
+        ):
+            BATCH_SECONDS.labels(phase).observe(seconds)
+        self.last_batch = BatchStats(len(jobs), len(specs), len(ws.applied), done - started)
+        return outcomes
+
+    @staticmethod
+    def _prepare(
+        head: store.Head, ws: engine.WorkingSet, origins: list[events.Origin]
+    ) -> _Prepared:
+        """Everything the bulk statements need, computed in memory."""
+        applied: list[Applied] = ws.applied
+        assert applied[0].journal_seq == head.seq + 1
+        touched = sorted({e.account_id for op in applied for e in op.entries})
+        return _Prepared(
+            applied=applied,
+            accounts=[ws.accounts[a] for a in touched],
+            journal=journal.journal_records(applied, head.hash),
+            outbox=events.outbox_rows(
+                list(zip(applied, origins, strict=True)), source=head.schema, occur_time=head.now
+            ),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class _Prepared:
+    applied: list[Applied]
+    accounts: list[AccountState]
+    journal: list[journal.JournalRecord]
+    outbox: list[tuple[uuid.UUID, str, str, bytes, str]]
+
+
+def _complete(job: _Job, outcome: list[TransferResult] | int) -> None:
+    if not job.future.done():  # a caller that gave up (deadline) was cancelled
+        job.future.set_result(outcome)
+
+
+def _fail(job: _Job, exc: BaseException) -> None:
+    if not job.future.done():
+        job.future.set_exception(exc)
