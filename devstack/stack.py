@@ -35,7 +35,7 @@ from devstack.infra import (
     venv_bin,
 )
 from devstack.procs import ProcessSpec, Supervisor, run_checked
-from devstack.topology import SERVICES, db_role
+from devstack.topology import DB_POOL_SIZES, DEFAULT_DB_POOL_SIZE, SERVICES, db_role
 
 SERVICE_READY_TIMEOUT_S = 60.0
 ENVOY_READY_TIMEOUT_S = 30.0
@@ -95,6 +95,7 @@ def service_env(infra: Infra, service: str) -> dict[str, str]:
                 db_role(service), infra.secrets.db_password(service)
             ),
             "FINTECH_DB_SCHEMA": service,
+            "FINTECH_DB_POOL_SIZE": str(DB_POOL_SIZES.get(service, DEFAULT_DB_POOL_SIZE)),
             "FINTECH_NATS_URL": infra.nats_url,
             "FINTECH_TEMPORAL_ADDRESS": infra.temporal_address,
             "FINTECH_S3_ENDPOINT": infra.s3_endpoint,

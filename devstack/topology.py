@@ -57,6 +57,13 @@ DEFAULT_TEST_PORT_BASE = 27000
 
 DATABASE_NAME = "fintech"
 
+# Database connections per service process (FINTECH_DB_POOL_SIZE). The ledger
+# serves many concurrent writers, each holding a connection for its idempotency
+# record while the batching writer commits; Postgres is started with
+# max_connections=300, far above the sum.
+DB_POOL_SIZES: dict[str, int] = {"ledger": 48}
+DEFAULT_DB_POOL_SIZE = 10
+
 
 @dataclass(frozen=True)
 class Ports:

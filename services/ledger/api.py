@@ -53,7 +53,7 @@ def result_message(result: TransferResult, domain: str) -> ledger_pb2.CreateTran
 
 def entry_message(account: AccountView, e: EntryView) -> ledger_pb2.Entry:
     return ledger_pb2.Entry(
-        name=f"accounts/{account.id}/entries/{e.id}",
+        name=f"accounts/{account.id}/entries/{e.journal_seq}",
         transfer=f"transfers/{e.transfer_id}",
         direction=_ENTRY_DIRECTION[e.side],
         amount=wire.money(account.currency, e.amount),

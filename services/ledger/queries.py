@@ -123,7 +123,7 @@ async def list_entries(
     rows = (
         await conn.execute(
             text(
-                "SELECT e.id, e.account_id, e.transfer_id, e.counterparty_id, e.side, e.amount,"
+                "SELECT e.account_id, e.transfer_id, e.counterparty_id, e.side, e.amount,"
                 " e.state, e.debits_posted, e.credits_posted, e.debits_pending,"
                 " e.credits_pending, e.created_at, e.journal_seq, t.code, t.description,"
                 " t.external_reference FROM entries e JOIN transfers t ON t.id = e.transfer_id"
@@ -146,7 +146,6 @@ async def list_entries(
 
 def _entry(r: Any) -> EntryView:
     return EntryView(
-        id=int(r.id),
         account_id=r.account_id,
         transfer_id=r.transfer_id,
         counterparty_id=r.counterparty_id,

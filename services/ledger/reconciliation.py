@@ -17,7 +17,7 @@ import hashlib
 import json
 import re
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from typing import Any
@@ -420,7 +420,7 @@ class ImportRequest:
 
 
 class ReconciliationService:
-    def __init__(self, db: Database, *, today: Any = None) -> None:
+    def __init__(self, db: Database, *, today: Callable[[], date] | None = None) -> None:
         self._db = db
         # Injectable for tests: the latest report date accepted is tomorrow.
         self._today = today or (lambda: datetime.now(BUSINESS_TZ).date())
@@ -437,19 +437,9 @@ class ReconciliationService:
             try:
                 # Parsing and matching are CPU work on up to 100,000 lines; a
                 # thread keeps the event loop (and the ledger's writer) running.
-                lines = await asyncio.to_thread(rec.parse_report, content, fmt)
-                if fmt is rec.ReportFormat.JSON:
-                    stated = rec.parse_json_report_date(content)
-                    if stated is not None and stated != report_date.isoformat():
-                        raise rec.ReportError(
-                            [
-                                rec.LineProblem(
-                                    0,
-                                    "report_date",
-                                    f"the report says {stated[:10]!r}, the request {report_date}",
-                                )
-                            ]
-                        )
+                lines = await asyncio.to_thread(
+                    rec.parse_report, content, fmt, report_date=report_date.isoformat()
+                )
             except rec.ReportError as exc:
                 raise invalid_argument(
                     REPORT_INVALID, str(exc), [(p.path, p.problem) for p in exc.problems]

@@ -98,7 +98,6 @@ def posted_balance(kind: str, balances: Balances) -> int:
 
 @dataclass(frozen=True, slots=True)
 class EntryView:
-    id: int
     account_id: uuid.UUID
     transfer_id: uuid.UUID
     counterparty_id: uuid.UUID

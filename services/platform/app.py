@@ -166,7 +166,11 @@ async def serve(
     health_servicer = health.aio.HealthServicer()
     try:
         if settings.database_url:
-            ctx._db = Database(settings.database_url, application_name=settings.service)
+            ctx._db = Database(
+                settings.database_url,
+                pool_size=settings.db_pool_size,
+                application_name=settings.service,
+            )
         if settings.redis_url:
             ctx._redis = redis_from_url(settings.redis_url)
         verifier = _verifier(settings, ctx._redis)

@@ -10,6 +10,11 @@ from pathlib import Path
 # The gRPC port is always given (FINTECH_GRPC_PORT): the dev stack and compose
 # own the port plan (devstack/topology.py), so a service never guesses one.
 METRICS_PORT_OFFSET = 100
+# Connections per service process. A mutating RPC holds one for its whole
+# duration (the idempotency record shares the effect's transaction), so a
+# service expecting many concurrent writers (the ledger) gets a bigger pool.
+DEFAULT_DB_POOL_SIZE = 10
+MAX_DB_POOL_SIZE = 50
 DEFAULT_JWT_ISSUER = "https://identity.fintech.local"
 DEFAULT_JWT_AUDIENCE = "fintech-api"
 LOG_LEVELS = frozenset({"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"})
@@ -27,6 +32,7 @@ class Settings:
     metrics_port: int
     database_url: str | None
     db_schema: str
+    db_pool_size: int
     redis_url: str | None
     nats_url: str | None
     temporal_address: str | None
@@ -67,6 +73,9 @@ class Settings:
         exporter = env.get("FINTECH_OTEL_EXPORTER", "").lower()
         if exporter not in ("", "console"):
             raise SettingsError("FINTECH_OTEL_EXPORTER must be empty or 'console'")
+        pool_size = _bounded_int(
+            env, "FINTECH_DB_POOL_SIZE", DEFAULT_DB_POOL_SIZE, MAX_DB_POOL_SIZE
+        )
         schema = env.get("FINTECH_DB_SCHEMA", service)
         if not schema.isidentifier():
             raise SettingsError(f"FINTECH_DB_SCHEMA is not an identifier: {schema!r}")
@@ -81,6 +90,7 @@ class Settings:
             metrics_port=metrics_port,
             database_url=env.get("FINTECH_DATABASE_URL") or None,
             db_schema=schema,
+            db_pool_size=pool_size,
             redis_url=env.get("FINTECH_REDIS_URL") or None,
             nats_url=env.get("FINTECH_NATS_URL") or None,
             temporal_address=env.get("FINTECH_TEMPORAL_ADDRESS") or None,
@@ -93,6 +103,17 @@ class Settings:
             otel_exporter=exporter,
             shutdown_grace_seconds=grace,
         )
+
+
+def _bounded_int(env: Mapping[str, str], name: str, default: int, maximum: int) -> int:
+    raw = env.get(name) or str(default)
+    try:
+        value = int(raw)
+    except ValueError as exc:
+        raise SettingsError(f"{name} must be an integer, got {raw!r}") from exc
+    if not 1 <= value <= maximum:
+        raise SettingsError(f"{name} must be between 1 and {maximum}, got {value}")
+    return value
 
 
 def _port(env: Mapping[str, str], name: str, default: int | None) -> int:

@@ -159,7 +159,7 @@ def test_invalid_input_is_400_with_status_body(client: EdgeClient) -> None:
     ("method", "path", "status", "code", "reason", "domain"),
     [
         # UNIMPLEMENTED (a later issue's service) -> 501 with the method named
-        ("GET", "/v1/accounts", 501, 12, "NOT_IMPLEMENTED", "ledger.fintech.local"),
+        ("GET", "/v1/kyc/status", 501, 12, "NOT_IMPLEMENTED", "kyc.fintech.local"),
         # PERMISSION_DENIED -> 403
         (
             "GET",

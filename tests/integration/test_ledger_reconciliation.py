@@ -17,6 +17,7 @@ Run beside other sessions with:
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import time
 import uuid
@@ -29,6 +30,7 @@ from zoneinfo import ZoneInfo
 
 import grpc
 import jwt
+import psycopg
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
@@ -73,6 +75,7 @@ class Client:
     service_token: str
     backoffice_token: str
     user_token: str
+    pg_admin_url: str
 
     def meta(self, token: str, *, mutating: bool = False) -> tuple[tuple[str, str], ...]:
         pairs = [("authorization", f"Bearer {token}")]
@@ -151,6 +154,7 @@ async def client(stack: Any) -> AsyncIterator[Client]:
             signer.token(),
             user_token(stack.secrets_dir, ["backoffice"]),
             user_token(stack.secrets_dir, ["user"]),
+            stack.infra.pg_admin_url,
         )
 
 
@@ -325,6 +329,36 @@ async def test_report_is_matched_stored_and_listed(client: Client, scenario: Sce
     assert (error.code, error.reason) == (grpc.StatusCode.ALREADY_EXISTS, "REPORT_ALREADY_IMPORTED")
     assert error.metadata["reconciliation"] == run.name
 
+    # Stored as received, with its checksum, and audited.
+    stored = await asyncio.to_thread(stored_run, client.pg_admin_url, run.name)
+    assert bytes(stored["content"]) == content
+    assert stored["report_sha256"] == run.report_sha256 == hashlib.sha256(content).hexdigest()
+    assert (stored["line_count"], stored["duplicate_line_count"]) == (8, 1)
+    assert stored["audit_actions"] == ["reconciliation.created"]
+
+
+def stored_run(admin_url: str, name: str) -> dict[str, Any]:
+    run_id = name.removeprefix("reconciliations/")
+    with psycopg.connect(admin_url) as conn:
+        row = conn.execute(
+            "SELECT content, report_sha256, line_count, duplicate_line_count"
+            " FROM ledger.reconciliations WHERE id = %s",
+            (run_id,),
+        ).fetchone()
+        assert row is not None
+        actions = conn.execute(
+            "SELECT action FROM ledger.audit_logs WHERE entity = 'reconciliation'"
+            " AND entity_id = %s",
+            (run_id,),
+        ).fetchall()
+    return {
+        "content": row[0],
+        "report_sha256": row[1],
+        "line_count": row[2],
+        "duplicate_line_count": row[3],
+        "audit_actions": [a[0] for a in actions],
+    }
+
 
 async def test_json_report_gives_the_same_result(client: Client, scenario: Scenario) -> None:
     content = render_report(scenario.lines, ReportFormat.JSON, report_date=scenario.report_date)
@@ -346,6 +380,11 @@ async def test_bad_report_names_line_and_field(client: Client, scenario: Scenari
     )
     assert (error.code, error.reason) == (grpc.StatusCode.INVALID_ARGUMENT, "REPORT_INVALID")
     assert [field for field, _ in error.violations] == ["content.line[3].amount"]
+    stated = json.dumps({"report_date": "2020-01-01", "lines": []}).encode()
+    error = await rpc_error(
+        client.import_report(stated, L.REPORT_FORMAT_JSON, scenario.report_date)
+    )
+    assert [field for field, _ in error.violations] == ["content.report_date"]
     error = await rpc_error(client.import_report(b"x", 0, "2026-13-01"))
     assert {field for field, _ in error.violations} == {"format", "report_date"}
 

@@ -5,6 +5,9 @@ ownership, and VerifyLedger. The deep checks live in tests/integration/ledger/."
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -12,9 +15,11 @@ from collections.abc import AsyncIterator, Iterator
 import grpc
 import nats
 import nats.js.errors
+import psycopg
 import pytest
 
 from devstack.stack import Stack
+from devstack.topology import db_role
 from fintech.events.v1 import envelope_pb2
 from fintech.ledger.v1 import ledger_pb2, ledger_pb2_grpc
 from fintech.type.v1 import money_pb2
@@ -172,6 +177,16 @@ async def test_wallet_funding_statement_ownership_and_verify(
     assert entry["running_balance"]["minor_units"] == "10000"
     assert entry["counterparty_account"] == bank
 
+    as_of = client.request(
+        "GET",
+        f"/v1/{wallet_name}/balance",
+        token=session.access_token,
+        params={"as_of_time": "2000-01-01T00:00:00Z"},
+    ).json()
+    assert as_of["credits_posted"].get("minor_units", "0") == "0", as_of
+    now = client.request("GET", f"/v1/{wallet_name}/balance", token=session.access_token).json()
+    assert now["credits_posted"]["minor_units"] == "10000", now
+
     other = client.request("GET", f"/v1/{bank}", token=session.access_token)
     assert other.status_code == 403 and error_reason(other) == "PERMISSION_DENIED"
     missing = client.request("GET", f"/v1/accounts/{uuid.uuid4()}", token=session.access_token)
@@ -184,3 +199,47 @@ async def test_wallet_funding_statement_ownership_and_verify(
     report = await ledger.VerifyLedger(ledger_pb2.VerifyLedgerRequest(), timeout=60)
     assert report.ok, report.discrepancies
     assert report.journal_records_checked >= 1
+
+
+def _verify_cli(stack: Stack) -> subprocess.CompletedProcess[str]:
+    infra = stack.infra
+    url = infra.service_database_url(db_role("ledger"), infra.secrets.db_password("ledger"))
+    env = {**os.environ, "FINTECH_DATABASE_URL": url, "PYTHONPATH": ".:gen"}
+    return subprocess.run(
+        [sys.executable, "-m", "services.ledger.verify"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+async def test_verify_cli_reports_a_tampered_balance(
+    stack: Stack, ledger: ledger_pb2_grpc.LedgerServiceStub
+) -> None:
+    clean = _verify_cli(stack)
+    assert clean.returncode == 0, clean.stdout + clean.stderr
+    opened = await ledger.CreateAccount(
+        ledger_pb2.CreateAccountRequest(
+            account=ledger_pb2.Account(
+                owner="system/smoke-tamper",
+                currency_code="BRL",
+                kind=ledger_pb2.ACCOUNT_KIND_SUSPENSE,
+            )
+        ),
+        metadata=[("idempotency-key", uuid.uuid4().hex)],
+        timeout=20,
+    )
+    account_id = opened.name.removeprefix("accounts/")
+    tamper = "UPDATE ledger.accounts SET credits_posted = credits_posted + %s WHERE id = %s"
+    # Nobody else uses this account; the finally puts the balance back.
+    with psycopg.connect(stack.infra.pg_admin_url, autocommit=True) as conn:
+        conn.execute(tamper, (7, account_id))
+        try:
+            broken = _verify_cli(stack)
+        finally:
+            conn.execute(tamper, (-7, account_id))
+    assert broken.returncode == 1, broken.stdout + broken.stderr
+    assert f"BALANCE_MISMATCH accounts/{account_id}: credits_posted: stored 7" in broken.stdout
+    assert "UNBALANCED_CURRENCY BRL" in broken.stdout

@@ -27,12 +27,16 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from grpc_status import rpc_status
 
+from devstack.topology import SERVICES
 from services.platform.policy import policy_for
 from services.platform.settings import DEFAULT_JWT_AUDIENCE, DEFAULT_JWT_ISSUER
 
 pytestmark = pytest.mark.integration
 
-SKELETONS = ("kyc", "risk", "loans", "ledger", "payments")
+REPO = Path(__file__).resolve().parents[2]
+
+# Services whose behaviour still belongs to a later issue (the ledger has its own).
+SKELETONS = ("kyc", "risk", "loans", "payments")
 DESCRIPTOR_SET = Path(__file__).parents[2] / "gen" / "api.binpb"
 CALL_TIMEOUT_S = 5.0
 TOKEN_LIFETIME_S = 300
@@ -192,14 +196,14 @@ async def test_every_method_answers_unimplemented(service: tuple[str, Any], stac
 
 def test_schema_role_and_migration_chain(stack: Any) -> None:
     with psycopg.connect(stack.infra.pg_admin_url, connect_timeout=10) as conn:
-        for svc in SKELETONS:
+        for svc in SERVICES:
             role = f"{svc}_svc"
             assert conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone()
             (owns,) = conn.execute(
                 "SELECT has_schema_privilege(%s, %s, 'USAGE')", (role, svc)
             ).fetchone() or (False,)
             assert owns, f"{role} cannot use schema {svc}"
-            others = [s for s in ("identity", *SKELETONS) if s != svc]
+            others = [s for s in SERVICES if s != svc]
             for other in others:
                 (crosses,) = conn.execute(
                     "SELECT has_schema_privilege(%s, %s, 'USAGE')", (role, other)
@@ -209,4 +213,9 @@ def test_schema_role_and_migration_chain(stack: Any) -> None:
                 name
                 for (name,) in conn.execute(f'SELECT name FROM "{svc}".schema_migrations')  # noqa: S608
             }
-            assert {"_platform/0001_platform.sql", f"{svc}/0001_baseline.sql"} <= applied
+            on_disk = {
+                f"{path.parent.name}/{path.name}"
+                for folder in ("_platform", svc)
+                for path in (REPO / "migrations" / folder).glob("*.sql")
+            }
+            assert applied == on_disk, f"{svc}: applied {sorted(applied)} != {sorted(on_disk)}"

@@ -122,8 +122,15 @@ class _Problems:
 # --- parsing ----------------------------------------------------------------------
 
 
-def parse_report(content: bytes, fmt: ReportFormat) -> list[ReportLine]:
-    """Every line of the report, or ReportError naming each bad line and field."""
+def parse_report(
+    content: bytes, fmt: ReportFormat, *, report_date: str | None = None
+) -> list[ReportLine]:
+    """Every line of the report, or ReportError naming each bad line and field.
+
+    `report_date` ("YYYY-MM-DD"): the date the importer says the report is
+    for; a JSON report that states another date is refused (CSV has no place
+    for it).
+    """
     if not content:
         raise ReportError([LineProblem(0, "", "the report is empty")])
     if len(content) > MAX_REPORT_BYTES:
@@ -133,12 +140,12 @@ def parse_report(content: bytes, fmt: ReportFormat) -> list[ReportLine]:
     text = _decode(content)
     if fmt is ReportFormat.CSV:
         return _parse_csv(text)
-    return _parse_json(text)[1]
-
-
-def parse_json_report_date(content: bytes) -> str | None:
-    """The optional `report_date` of a JSON report (checked against the request's)."""
-    return _parse_json(_decode(content))[0]
+    stated, lines = _parse_json(text)
+    if report_date is not None and stated is not None and stated != report_date:
+        raise ReportError(
+            [LineProblem(0, "report_date", f"the report says {stated[:10]!r}, not {report_date}")]
+        )
+    return lines
 
 
 def _decode(content: bytes) -> str:

@@ -270,6 +270,18 @@ class LedgerClient:
             ledger_pb2.GetAccountRequest(name=name), timeout=CALL_TIMEOUT_S
         )
 
+    async def balance_now(self, name: str) -> Balances:
+        """GetAccountBalance without as_of_time: recomputed by the ledger from entries."""
+        b = await self.stub.GetAccountBalance(
+            ledger_pb2.GetAccountBalanceRequest(name=f"{name}/balance"), timeout=CALL_TIMEOUT_S
+        )
+        return Balances(
+            b.debits_posted.minor_units,
+            b.credits_posted.minor_units,
+            b.debits_pending.minor_units,
+            b.credits_pending.minor_units,
+        )
+
     async def get_transfer(self, name: str) -> ledger_pb2.Transfer | None:
         try:
             return await self.stub.GetTransfer(

@@ -100,7 +100,12 @@ def test_json_lines_numbered_by_position_and_amount_may_be_a_digit_string() -> N
     }
     lines = parse_report(json.dumps(doc).encode(), JSON)
     assert [(ln.line, ln.amount) for ln in lines] == [(1, 12345), (2, 9999999999999)]
-    assert rec.parse_json_report_date(json.dumps(doc).encode()) == "2026-11-28"
+    content = json.dumps(doc).encode()
+    assert parse_report(content, JSON, report_date="2026-11-28") == lines
+    with pytest.raises(ReportError) as exc:
+        parse_report(content, JSON, report_date="2026-11-27")
+    assert [p.path for p in exc.value.problems] == ["content.report_date"]
+    assert "'2026-11-28', not 2026-11-27" in exc.value.problems[0].problem
 
 
 # --- bad reports: every problem names its line and field ----------------------------

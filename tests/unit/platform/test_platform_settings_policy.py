@@ -120,3 +120,12 @@ def test_policy_for_reads_the_contract_option() -> None:
     jwks_policy = policy_for("/fintech.identity.v1.IdentityService/GetJwks")
     assert jwks_policy.internal and not jwks_policy.mutating
     assert policy_for("/fintech.identity.v1.IdentityService/GetUser") == DEFAULT_POLICY
+
+
+def test_db_pool_size_is_bounded() -> None:
+    base = {"FINTECH_GRPC_PORT": "1"}
+    assert Settings.from_env("kyc", base).db_pool_size == 10
+    assert Settings.from_env("kyc", {**base, "FINTECH_DB_POOL_SIZE": "48"}).db_pool_size == 48
+    for bad in ("0", "51", "many"):
+        with pytest.raises(SettingsError):
+            Settings.from_env("kyc", {**base, "FINTECH_DB_POOL_SIZE": bad})
