@@ -5,7 +5,10 @@
 Runs `buf breaking` (rules FILE + WIRE_JSON from buf.yaml) on the workspace
 against a git revision of this repository: by default the merge base with
 `main` on a feature branch, or the last commit (HEAD) on `main` itself, so
-uncommitted edits are checked too. The whole buf workspace is compared
+uncommitted edits are checked too — and, without --against, also against the
+v1 baseline: the first commit that added proto/ (v1 as first published), so a
+clean checkout of main (CI) is checked against something other than itself.
+The whole buf workspace is compared
 (not an image: `buf breaking --against` an image fails on a multi-module
 workspace). When the repository has no commits yet, or the base revision has
 no proto/ directory, there is nothing to break: it says so and exits 0.
@@ -53,6 +56,13 @@ def base_revision(repo: Path) -> str | None:
     return head.stdout.strip()
 
 
+def baseline_revision(repo: Path) -> str | None:
+    """The first commit that touched proto/: v1 as first published, or None."""
+    first = _git(repo, "rev-list", "--reverse", "HEAD", "--", "proto")
+    lines = first.stdout.split()
+    return lines[0] if first.returncode == 0 and lines else None
+
+
 def has_proto(repo: Path, revision: str) -> bool:
     listing = _git(repo, "ls-tree", "-d", "--name-only", revision, "proto")
     return listing.returncode == 0 and listing.stdout.strip() == "proto"
@@ -76,18 +86,28 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repo", type=Path, default=ROOT, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     repo: Path = args.repo
-    revision = args.against or base_revision(repo)
-    if revision is None:
-        print("breaking: the repository has no commits yet; nothing to compare against")
-        return 0
+    revisions = [args.against] if args.against else [base_revision(repo), baseline_revision(repo)]
+    checked: set[str] = set()
+    for revision in revisions:
+        if revision is None:
+            continue
+        status = check_against(repo, revision, checked)
+        if status != 0:
+            return status
+    if not checked:
+        print("breaking: no commit with proto/ yet; nothing to compare against")
+    return 0
+
+
+def check_against(repo: Path, revision: str, checked: set[str]) -> int:
     resolved = _git(repo, "rev-parse", "--verify", "--quiet", f"{revision}^{{commit}}")
     if resolved.returncode != 0:
         print(f"breaking: unknown revision {revision!r}", file=sys.stderr)
         return 2
     sha = resolved.stdout.strip()
-    if not has_proto(repo, sha):
-        print(f"breaking: {revision} ({sha[:12]}) has no proto/; nothing to compare against")
+    if sha in checked or not has_proto(repo, sha):
         return 0
+    checked.add(sha)
     result = run_breaking(repo, sha)
     sys.stdout.write(result.stdout)
     sys.stderr.write(result.stderr)

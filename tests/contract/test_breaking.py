@@ -118,7 +118,7 @@ def test_repository_without_commits_is_skipped(
     _git(tmp_path, "init", "-q", "-b", "main")
     assert breaking.base_revision(tmp_path) is None
     assert breaking.main(["--repo", str(tmp_path)]) == 0
-    assert "no commits" in capsys.readouterr().out
+    assert "nothing to compare against" in capsys.readouterr().out
 
 
 def test_base_without_proto_is_skipped(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -127,4 +127,15 @@ def test_base_without_proto_is_skipped(tmp_path: Path, capsys: pytest.CaptureFix
     _git(tmp_path, "add", "-A")
     _git(tmp_path, "commit", "-q", "-m", "readme")
     assert breaking.main(["--repo", str(tmp_path)]) == 0
-    assert "no proto/" in capsys.readouterr().out
+    assert "nothing to compare against" in capsys.readouterr().out
+
+
+def test_a_committed_break_on_main_fails_against_the_v1_baseline(
+    repo: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # CI checks a clean clone of main: HEAD equals the tree, so only the
+    # comparison with the first published v1 can catch a break already committed.
+    _edit(repo, MONEY, "int64 minor_units = 2;", "int64 minor_units = 3;")
+    _git(repo, "commit", "-q", "-am", "break v1")
+    assert breaking.main(["--repo", str(repo)]) == 1
+    assert "minor_units" in capsys.readouterr().out
