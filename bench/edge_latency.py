@@ -38,7 +38,7 @@ from devstack.stack import start_stack  # noqa: E402
 from fintech.identity.v1 import identity_pb2, identity_pb2_grpc  # noqa: E402
 from tests.integration.edge import EdgeClient  # noqa: E402
 
-BENCH_PORT_BASE = 12000  # below 32768: ephemeral ports start there
+BENCH_PORT_BASE = 13000  # below 32768 (ephemeral ports start there); the ledger bench uses 12000
 MAX_IN_FLIGHT = 400  # bounds the generator if the target stalls
 ROUNDS = 4
 WARMUP_SECONDS = 2
@@ -152,7 +152,7 @@ def main() -> int:
     args = parser.parse_args()
     assert 0 < args.rate <= 2000 and 0 < args.seconds <= 600
 
-    cfg = StackConfig.for_profile("bench", BENCH_PORT_BASE)
+    cfg = StackConfig.for_profile("benchedge", BENCH_PORT_BASE)
     if not args.keep_state and cfg.state_dir.exists():
         shutil.rmtree(cfg.state_dir)  # a cold start, as on a fresh machine after install
     began = time.perf_counter()
