@@ -23,6 +23,7 @@ import grpc
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.brazil.documents import mask_cpf
 from services.identity import store
@@ -195,9 +196,7 @@ class IdentityService:
     async def get_user(self, principal: Principal, user_ref: str) -> UserView:
         user_id = _resolve_user(principal, user_ref)
         async with self._db.transaction() as conn:
-            row = await store.get_user(conn, user_id)
-        if row is None:
-            raise not_found("USER_NOT_FOUND", "user not found")
+            row = await _existing_user(conn, user_id)
         return self._view(row)
 
     async def update_profile(
@@ -211,9 +210,7 @@ class IdentityService:
                 [("update_mask", "name at least one of " + ", ".join(sorted(UPDATABLE_PATHS)))],
             )
         async with self._db.transaction() as conn:
-            row = await store.get_user(conn, user_id, for_update=True)
-            if row is None:
-                raise not_found("USER_NOT_FOUND", "user not found")
+            row = await _existing_user(conn, user_id, for_update=True)
             if changes.etag and changes.etag != _etag(row.version):
                 raise AppError(
                     grpc.StatusCode.ABORTED,
@@ -424,30 +421,19 @@ class IdentityService:
         user_id = _resolve_user(principal, user_ref, owner_only=True)
         secret = mfa.new_secret()
         async with self._db.transaction() as conn:
-            row = await store.get_user(conn, user_id, for_update=True)
-            if row is None:
-                raise not_found("USER_NOT_FOUND", "user not found")
+            row = await _existing_user(conn, user_id, for_update=True)
             if row.mfa_enabled:
                 raise failed_precondition("MFA_ALREADY_ENABLED", "MFA is already enabled")
             await store.set_mfa_pending(
                 conn, user_id, self._cipher.encrypt(secret, context=MFA_CONTEXT)
             )
-            await audit.record(
-                conn,
-                entity="user",
-                entity_id=str(user_id),
-                action="mfa_enrolment_started",
-                data={},
-                performed_by=principal.subject,
-            )
+            await _audit_user(conn, user_id, "mfa_enrolment_started", principal)
         return secret, mfa.provisioning_uri(secret, row.email)
 
     async def confirm_mfa(self, principal: Principal, user_ref: str, code: str) -> UserView:
         user_id = _resolve_user(principal, user_ref, owner_only=True)
         async with self._db.transaction() as conn:
-            row = await store.get_user(conn, user_id, for_update=True)
-            if row is None:
-                raise not_found("USER_NOT_FOUND", "user not found")
+            row = await _existing_user(conn, user_id, for_update=True)
             if row.mfa_enabled and row.mfa_pending_ciphertext is None:
                 return self._view(row)  # already confirmed: idempotent
             if row.mfa_pending_ciphertext is None:
@@ -461,22 +447,13 @@ class IdentityService:
                     [("code", "does not match the pending secret")],
                 )
             row = await store.confirm_mfa(conn, user_id, result.step)
-            await audit.record(
-                conn,
-                entity="user",
-                entity_id=str(user_id),
-                action="mfa_enabled",
-                data={},
-                performed_by=principal.subject,
-            )
+            await _audit_user(conn, user_id, "mfa_enabled", principal)
         return self._view(row)
 
     async def disable_mfa(self, principal: Principal, user_ref: str, code: str) -> UserView:
         user_id = _resolve_user(principal, user_ref, owner_only=True)
         async with self._db.transaction() as conn:
-            row = await store.get_user(conn, user_id, for_update=True)
-            if row is None:
-                raise not_found("USER_NOT_FOUND", "user not found")
+            row = await _existing_user(conn, user_id, for_update=True)
             if not row.mfa_enabled:
                 return self._view(row)  # already off: idempotent
             secret = self._decrypt_secret(row.mfa_secret_ciphertext)
@@ -488,14 +465,7 @@ class IdentityService:
                     [("code", "does not match")],
                 )
             row = await store.disable_mfa(conn, user_id)
-            await audit.record(
-                conn,
-                entity="user",
-                entity_id=str(user_id),
-                action="mfa_disabled",
-                data={},
-                performed_by=principal.subject,
-            )
+            await _audit_user(conn, user_id, "mfa_disabled", principal)
         return self._view(row)
 
     # --- devices ------------------------------------------------------------------
@@ -560,17 +530,8 @@ class IdentityService:
                 "NAME_INVALID", "not a user name", [("name", "must be users/{uuid}")]
             ) from exc
         async with self._db.transaction() as conn:
-            row = await store.get_user(conn, wanted)
-            if row is None:
-                raise not_found("USER_NOT_FOUND", "user not found")
-            await audit.record(
-                conn,
-                entity="user",
-                entity_id=str(wanted),
-                action="identity_disclosed",
-                data={},
-                performed_by=principal.subject,
-            )
+            row = await _existing_user(conn, wanted)
+            await _audit_user(conn, wanted, "identity_disclosed", principal)
         return self._view(row), self._cipher.decrypt_text(row.cpf_ciphertext, context=CPF_CONTEXT)
 
     def jwks(self) -> str:
@@ -701,6 +662,28 @@ async def _redis_required(purpose: str) -> AsyncIterator[None]:
         raise unavailable(
             "DEPENDENCY_UNAVAILABLE", f"{purpose} is temporarily unavailable; retry shortly"
         ) from exc
+
+
+async def _existing_user(
+    conn: AsyncConnection, user_id: uuid.UUID, *, for_update: bool = False
+) -> store.UserRow:
+    row = await store.get_user(conn, user_id, for_update=for_update)
+    if row is None:
+        raise not_found("USER_NOT_FOUND", "user not found")
+    return row
+
+
+async def _audit_user(
+    conn: AsyncConnection, user_id: uuid.UUID, action: str, principal: Principal
+) -> None:
+    await audit.record(
+        conn,
+        entity="user",
+        entity_id=str(user_id),
+        action=action,
+        data={},
+        performed_by=principal.subject,
+    )
 
 
 def _etag(version: int) -> str:

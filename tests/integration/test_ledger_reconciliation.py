@@ -24,12 +24,10 @@ import uuid
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import grpc
-import jwt
 import psycopg
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -40,6 +38,7 @@ from services.ledger.domain.reconciliation import ReportFormat, ReportLine, rend
 from services.platform.errors import ErrorDetails, details_from_rpc_error
 from services.platform.service_token import ServiceTokenSigner
 from services.platform.settings import DEFAULT_JWT_AUDIENCE, DEFAULT_JWT_ISSUER
+from tests.support.tokens import mint_token as user_token
 
 pytestmark = pytest.mark.integration
 
@@ -50,23 +49,6 @@ PSP_CLEARING = "accounts/00000000-0000-4000-8000-000000000101"
 BANK_CASH = "accounts/00000000-0000-4000-8000-000000000103"
 FEE_REVENUE = "accounts/00000000-0000-4000-8000-000000000104"
 SAO_PAULO = ZoneInfo("America/Sao_Paulo")
-
-
-def user_token(secrets_dir: Path, roles: Sequence[str]) -> str:
-    jwks = json.loads((secrets_dir / "jwks.json").read_text())
-    now = int(time.time())
-    claims = {
-        "iss": DEFAULT_JWT_ISSUER,
-        "aud": DEFAULT_JWT_AUDIENCE,
-        "sub": str(uuid.uuid4()),
-        "sid": str(uuid.uuid4()),
-        "roles": list(roles),
-        "iat": now,
-        "exp": now + 300,
-        "jti": str(uuid.uuid4()),
-    }
-    key = (secrets_dir / "jwt_signing_key.pem").read_bytes()
-    return jwt.encode(claims, key, algorithm="ES256", headers={"kid": jwks["keys"][0]["kid"]})
 
 
 @dataclass

@@ -10,15 +10,12 @@ under test.
 from __future__ import annotations
 
 import importlib
-import json
-import time
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import grpc
-import jwt
 import psycopg
 import pytest
 from google.protobuf import descriptor_pb2
@@ -29,7 +26,7 @@ from grpc_status import rpc_status
 
 from devstack.topology import SERVICES
 from services.platform.policy import policy_for
-from services.platform.settings import DEFAULT_JWT_AUDIENCE, DEFAULT_JWT_ISSUER
+from tests.support.tokens import mint_token
 
 pytestmark = pytest.mark.integration
 
@@ -57,23 +54,6 @@ def contract() -> dict[str, dict[str, descriptor_pb2.ServiceDescriptorProto]]:
 
 
 CONTRACT = contract() if DESCRIPTOR_SET.exists() else {}
-
-
-def mint_token(secrets_dir: Path, roles: list[str]) -> str:
-    jwks = json.loads((secrets_dir / "jwks.json").read_text())
-    now = int(time.time())
-    claims = {
-        "iss": DEFAULT_JWT_ISSUER,
-        "aud": DEFAULT_JWT_AUDIENCE,
-        "sub": str(uuid.uuid4()),
-        "sid": str(uuid.uuid4()),
-        "roles": roles,
-        "iat": now,
-        "exp": now + TOKEN_LIFETIME_S,
-        "jti": str(uuid.uuid4()),
-    }
-    key = (secrets_dir / "jwt_signing_key.pem").read_bytes()
-    return jwt.encode(claims, key, algorithm="ES256", headers={"kid": jwks["keys"][0]["kid"]})
 
 
 @pytest.fixture(params=SKELETONS)

@@ -9,7 +9,6 @@ ledger's tables, so the checks do not share code (or bugs) with the service.
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 import uuid
 from collections.abc import Iterable, Sequence
@@ -17,7 +16,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import grpc
-import jwt
 from google.protobuf import duration_pb2
 from google.rpc import status_pb2
 
@@ -62,24 +60,6 @@ def signer_for(secrets_dir: Path) -> ServiceTokenSigner:
         issuer=DEFAULT_JWT_ISSUER,
         audience=DEFAULT_JWT_AUDIENCE,
     )
-
-
-def user_token(secrets_dir: Path, roles: Sequence[str], subject: str | None = None) -> str:
-    """An access token with arbitrary roles (e.g. backoffice for CloseAccount)."""
-    jwks = json.loads((secrets_dir / "jwks.json").read_text())
-    now = int(time.time())
-    claims = {
-        "iss": DEFAULT_JWT_ISSUER,
-        "aud": DEFAULT_JWT_AUDIENCE,
-        "sub": subject or str(uuid.uuid4()),
-        "sid": str(uuid.uuid4()),
-        "roles": list(roles),
-        "iat": now,
-        "exp": now + 300,
-        "jti": str(uuid.uuid4()),
-    }
-    key = (secrets_dir / "jwt_signing_key.pem").read_bytes()
-    return jwt.encode(claims, key, algorithm="ES256", headers={"kid": jwks["keys"][0]["kid"]})
 
 
 def brl(minor: int, currency: str = BRL) -> money_pb2.Money:

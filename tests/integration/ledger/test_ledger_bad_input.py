@@ -22,8 +22,8 @@ from tests.integration.ledger.ledger_it_support import (
     key,
     resolve,
     transfer,
-    user_token,
 )
+from tests.support.tokens import mint_token as user_token
 
 pytestmark = pytest.mark.integration
 
