@@ -32,3 +32,13 @@ def profile_updated_event(
     return identity_events_pb2.UserProfileUpdated(
         user=f"users/{view.id}", changed_fields=changed_fields, update_time=_ts(view.updated_at)
     )
+
+
+def mfa_changed_event(user_id: object, enabled: bool) -> identity_events_pb2.UserMfaChanged:
+    return identity_events_pb2.UserMfaChanged(user=f"users/{user_id}", mfa_enabled=enabled)
+
+
+def session_revoked_event(session: str, reason: str) -> identity_events_pb2.SessionRevoked:
+    """`reason`: LOGOUT, DEVICE_REVOKED or REFRESH_TOKEN_REUSE (the contract's words)."""
+    assert reason in ("LOGOUT", "DEVICE_REVOKED", "REFRESH_TOKEN_REUSE"), reason
+    return identity_events_pb2.SessionRevoked(session=session, reason=reason)

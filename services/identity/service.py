@@ -49,7 +49,12 @@ from services.identity.domain.registration import (
     normalize_email,
     validate_registration,
 )
-from services.identity.events import profile_updated_event, registered_event
+from services.identity.events import (
+    mfa_changed_event,
+    profile_updated_event,
+    registered_event,
+    session_revoked_event,
+)
 from services.identity.service_views import UserView
 from services.identity.signing import TokenSigner
 from services.platform import audit, outbox
@@ -357,9 +362,7 @@ class IdentityService:
             outcome = decide_refresh(state, presented, device_id, now)
             if outcome is RefreshOutcome.REUSED:
                 assert row is not None
-                revoked = await store.revoke_sessions(
-                    conn, session_id=session_id, reason="refresh_token_reuse"
-                )
+                revoked = await _revoke_sessions(conn, "REFRESH_TOKEN_REUSE", session_id=session_id)
                 await audit.record(
                     conn,
                     entity="session",
@@ -399,10 +402,10 @@ class IdentityService:
         user_id = uuid.UUID(principal.subject)
         async with self._db.transaction() as conn:
             if all_sessions:
-                revoked = await store.revoke_sessions(conn, user_id=user_id, reason="logout_all")
+                revoked = await _revoke_sessions(conn, "LOGOUT", user_id=user_id)
             else:
-                revoked = await store.revoke_sessions(
-                    conn, session_id=uuid.UUID(principal.session_id), reason="logout"
+                revoked = await _revoke_sessions(
+                    conn, "LOGOUT", session_id=uuid.UUID(principal.session_id)
                 )
             await audit.record(
                 conn,
@@ -447,6 +450,9 @@ class IdentityService:
                     [("code", "does not match the pending secret")],
                 )
             row = await store.confirm_mfa(conn, user_id, result.step)
+            await outbox.add_event(
+                conn, event=mfa_changed_event(row.id, True), aggregate=f"users/{row.id}"
+            )
             await _audit_user(conn, user_id, "mfa_enabled", principal)
         return self._view(row)
 
@@ -465,6 +471,9 @@ class IdentityService:
                     [("code", "does not match")],
                 )
             row = await store.disable_mfa(conn, user_id)
+            await outbox.add_event(
+                conn, event=mfa_changed_event(row.id, False), aggregate=f"users/{row.id}"
+            )
             await _audit_user(conn, user_id, "mfa_disabled", principal)
         return self._view(row)
 
@@ -499,9 +508,7 @@ class IdentityService:
             if device is None:
                 raise not_found("DEVICE_NOT_FOUND", "no such device")
             device = await store.revoke_device(conn, device.id)
-            revoked = await store.revoke_sessions(
-                conn, device_id=device.id, reason="device_revoked"
-            )
+            revoked = await _revoke_sessions(conn, "DEVICE_REVOKED", device_id=device.id)
             await audit.record(
                 conn,
                 entity="device",
@@ -662,6 +669,24 @@ async def _redis_required(purpose: str) -> AsyncIterator[None]:
         raise unavailable(
             "DEPENDENCY_UNAVAILABLE", f"{purpose} is temporarily unavailable; retry shortly"
         ) from exc
+
+
+async def _revoke_sessions(
+    conn: AsyncConnection,
+    reason: str,
+    *,
+    session_id: uuid.UUID | None = None,
+    user_id: uuid.UUID | None = None,
+    device_id: uuid.UUID | None = None,
+) -> list[uuid.UUID]:
+    """Revoke sessions and announce each one (user.session_revoked), in one transaction."""
+    revoked = await store.revoke_sessions(
+        conn, reason=reason.lower(), session_id=session_id, user_id=user_id, device_id=device_id
+    )
+    for sid, uid in revoked:
+        name = f"users/{uid}/sessions/{sid}"
+        await outbox.add_event(conn, event=session_revoked_event(name, reason), aggregate=name)
+    return [sid for sid, _ in revoked]
 
 
 async def _existing_user(

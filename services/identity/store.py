@@ -380,8 +380,8 @@ async def revoke_sessions(
     session_id: uuid.UUID | None = None,
     user_id: uuid.UUID | None = None,
     device_id: uuid.UUID | None = None,
-) -> list[uuid.UUID]:
-    """Revoke by session, by user (all) or by device; returns the ids newly revoked."""
+) -> list[tuple[uuid.UUID, uuid.UUID]]:
+    """Revoke by session, by user (all) or by device; returns (session, user) newly revoked."""
     assert [session_id, user_id, device_id].count(None) == 2, "exactly one selector"
     value: uuid.UUID | None
     if session_id is not None:
@@ -393,8 +393,8 @@ async def revoke_sessions(
     result = await conn.execute(
         text(
             f"UPDATE sessions SET revoked_at = now(), revoke_reason = :reason "
-            f"WHERE {where} AND revoked_at IS NULL RETURNING id"
+            f"WHERE {where} AND revoked_at IS NULL RETURNING id, user_id"
         ),
         {"v": value, "reason": reason},
     )
-    return [r[0] for r in result.all()]
+    return [(r[0], r[1]) for r in result.all()]

@@ -6,7 +6,9 @@ import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from typing import Any
 
+import jwt
 import nats
 import pyotp
 import pytest
@@ -395,3 +397,58 @@ async def test_registration_publishes_user_registered_exactly_once(stack: Stack)
         assert matches == 1, f"user.registered for {user_name} seen {matches} times"
     finally:
         await nc.close()
+
+
+async def _envelopes_about(nats_url: str, event_type: str, aggregate: str) -> list[Any]:
+    """Every envelope of `event_type` about `aggregate` in the stream (waits up to 15 s)."""
+    nc = await nats.connect(nats_url)
+    found: list[Any] = []
+    try:
+        sub = await nc.jetstream().subscribe(
+            f"fintech.events.{event_type}",
+            ordered_consumer=True,
+            deliver_policy=nats.js.api.DeliverPolicy.ALL,
+        )
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            try:
+                msg = await sub.next_msg(timeout=1)
+            except nats.errors.TimeoutError:
+                if found:
+                    break
+                continue
+            envelope = envelope_pb2.EventEnvelope.FromString(msg.data)
+            if envelope.subject == aggregate:
+                found.append(envelope)
+    finally:
+        await nc.close()
+    return found
+
+
+async def test_logout_and_mfa_changes_are_announced(stack: Stack) -> None:
+    client = EdgeClient(stack.https_url, str(stack.ca_file))
+    session, _ = client.signed_up()
+    login_body = jwt.decode(session.access_token, options={"verify_signature": False})
+    session_name = f"{session.user_name}/sessions/{login_body['sid']}"
+    enrol = client.request("POST", "/v1/users/me/mfa:enroll", token=session.access_token, json={})
+    code = pyotp.TOTP(enrol.json()["secret"]).now()
+    confirm = client.request(
+        "POST", "/v1/users/me/mfa:confirm", token=session.access_token, json={"code": code}
+    )
+    assert confirm.status_code == 200, confirm.text
+    assert (
+        client.request("POST", "/v1/auth/logout", token=session.access_token, json={}).status_code
+        == 200
+    )
+    client.close()
+
+    revoked = await _envelopes_about(stack.infra.nats_url, "user.session_revoked", session_name)
+    assert len(revoked) == 1
+    event = identity_events_pb2.SessionRevoked()
+    assert revoked[0].payload.Unpack(event)
+    assert (event.session, event.reason) == (session_name, "LOGOUT")
+
+    mfa_events = await _envelopes_about(stack.infra.nats_url, "user.mfa_changed", session.user_name)
+    assert len(mfa_events) == 1
+    changed = identity_events_pb2.UserMfaChanged()
+    assert mfa_events[0].payload.Unpack(changed) and changed.mfa_enabled is True
