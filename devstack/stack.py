@@ -18,6 +18,7 @@ FINTECH_RATELIMIT_CONFIG (path of the rendered envoy/ratelimit.yaml).
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import ssl
 import sys
@@ -35,7 +36,15 @@ from devstack.infra import (
     venv_bin,
 )
 from devstack.procs import ProcessSpec, Supervisor, run_checked
-from devstack.topology import DB_POOL_SIZES, DEFAULT_DB_POOL_SIZE, SERVICES, db_role
+from devstack.topology import (
+    DB_POOL_SIZES,
+    DEFAULT_DB_POOL_SIZE,
+    SERVICES,
+    SIMULATORS,
+    Ports,
+    db_role,
+    simulator_url_env,
+)
 
 SERVICE_READY_TIMEOUT_S = 60.0
 ENVOY_READY_TIMEOUT_S = 30.0
@@ -55,6 +64,7 @@ class Stack:
     envoy_admin_url: str
     envoy_config: Path
     logs_dir: Path
+    simulator_urls: dict[str, str] = field(default_factory=dict)
     ready_seconds: float = 0.0
 
 
@@ -106,7 +116,42 @@ def service_env(infra: Infra, service: str) -> dict[str, str]:
     )
     for other in SERVICES:
         env[f"FINTECH_TARGET_{other.upper()}"] = f"127.0.0.1:{ports[other]}"
+    for simulator in SIMULATORS:
+        env[simulator_url_env(simulator)] = simulator_url(ports, simulator)
     return env
+
+
+def simulator_url(ports: Ports, simulator: str) -> str:
+    return f"http://127.0.0.1:{ports['sim_' + simulator]}"
+
+
+def http_ok(url: str) -> bool:
+    with urllib.request.urlopen(url, timeout=PROBE_TIMEOUT_S) as resp:  # noqa: S310 - loopback
+        return int(resp.status) == 200
+
+
+def _simulator_spec(simulator: str, infra: Infra) -> ProcessSpec:
+    ports = infra.config.ports
+    health = simulator_url(ports, simulator) + "/__health"
+    return ProcessSpec(
+        name=f"sim_{simulator}",
+        argv=[
+            sys.executable,
+            "-m",
+            f"simulators.{simulator}",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(ports["sim_" + simulator]),
+        ],
+        env=_base_env(infra, f"sim_{simulator}"),
+        cwd=infra.config.root,
+        log_path=infra.config.logs_dir / f"sim_{simulator}.log",
+        ready=lambda: http_ok(health),
+        ready_timeout_s=SERVICE_READY_TIMEOUT_S,
+        stop_timeout_s=10.0,
+        tier=TIER_SERVICES,
+    )
 
 
 def ratelimit_env(infra: Infra, config_path: Path) -> dict[str, str]:
@@ -169,6 +214,10 @@ def _grpc_spec(name: str, port: int, env: dict[str, str], infra: Infra, tier: in
     )
 
 
+def _available(simulator: str) -> bool:
+    return importlib.util.find_spec(f"simulators.{simulator}") is not None
+
+
 def https_ok(url: str, ca_file: Path) -> bool:
     ctx = ssl.create_default_context(cafile=str(ca_file))
     with urllib.request.urlopen(url, timeout=PROBE_TIMEOUT_S, context=ctx) as resp:  # noqa: S310
@@ -190,6 +239,7 @@ def start_stack(infra: Infra) -> StackHandle:
             envoy_admin_url=f"http://127.0.0.1:{ports['envoy_admin']}",
             envoy_config=cfg.state_dir / "envoy.yaml",
             logs_dir=cfg.logs_dir,
+            simulator_urls={sim: simulator_url(ports, sim) for sim in SIMULATORS},
         )
     )
     try:
@@ -199,6 +249,9 @@ def start_stack(infra: Infra) -> StackHandle:
         specs = [
             _grpc_spec(s, ports[s], service_env(infra, s), infra, TIER_SERVICES) for s in SERVICES
         ]
+        # The simulators start with the services; a service that calls one at
+        # start-up retries until it answers (its resilient client does).
+        specs += [_simulator_spec(sim, infra) for sim in SIMULATORS if _available(sim)]
         specs.append(
             _grpc_spec(
                 "ratelimit",

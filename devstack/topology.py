@@ -19,6 +19,11 @@ INFRA: tuple[str, ...] = ("postgres", "redis", "nats", "temporal", "s3")
 # The edge.
 EDGE: tuple[str, ...] = ("ratelimit", "envoy")
 
+# Third-party simulators (simulators/<name>), HTTP servers that speak the real
+# providers' APIs with fault injection. Each service learns a simulator's base
+# URL from FINTECH_<NAME>_URL.
+SIMULATORS: tuple[str, ...] = ("open_finance", "bureau")
+
 PORT_OFFSETS: dict[str, int] = {
     "envoy": 443,
     "envoy_admin": 901,
@@ -39,6 +44,8 @@ PORT_OFFSETS: dict[str, int] = {
     "loans": 34,
     "ledger": 35,
     "payments": 36,
+    "sim_open_finance": 50,
+    "sim_bureau": 51,
     # Extensions (devstack): ports the servers above would otherwise pick themselves,
     # pinned so that the run and test stacks never collide (SeaweedFS defaults its
     # gRPC ports to http port + 10000, which lands on the other profile's range).
@@ -74,6 +81,12 @@ class Ports:
 
     def metrics(self, service: str) -> int:
         return self[service] + METRICS_OFFSET
+
+
+def simulator_url_env(simulator: str) -> str:
+    """The environment variable that carries a simulator's base URL to the services."""
+    assert simulator in SIMULATORS, simulator
+    return f"FINTECH_{simulator.upper()}_URL"
 
 
 def db_role(service: str) -> str:

@@ -18,7 +18,7 @@ import yaml
 from devstack import stack as devstack_stack
 from devstack.compose import COMPOSE_DIR, ENVOY_ACCESS_LOG, ComposeFiles, write_compose_config
 from devstack.edge import EdgeInputs, render_envoy_config
-from devstack.topology import EDGE, INFRA, SERVICES, Ports
+from devstack.topology import EDGE, INFRA, SERVICES, SIMULATORS, Ports
 
 REPO = Path(__file__).parents[2]
 COMPOSE = yaml.safe_load((REPO / "compose.yaml").read_text())
@@ -34,6 +34,7 @@ PORT_NAMES = {
     "s3": ("s3",),
     "envoy": ("envoy", "envoy_admin"),
     **{name: (name,) for name in PYTHON_CONTAINERS},
+    **{f"sim_{name}": (f"sim_{name}",) for name in SIMULATORS},
 }
 
 
@@ -67,7 +68,7 @@ def published(container: str) -> list[tuple[int, int]]:
 
 
 def test_the_same_parts_as_the_topology() -> None:
-    assert set(CONTAINERS) == {*SERVICES, *INFRA, *EDGE}
+    assert set(CONTAINERS) == {*SERVICES, *INFRA, *EDGE, *(f"sim_{s}" for s in SIMULATORS)}
 
 
 @pytest.mark.parametrize("name", sorted(CONTAINERS))
