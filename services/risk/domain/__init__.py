@@ -1,1 +1,5 @@
-"""Risk domain rules (pure, no I/O): they arrive with the Risk issue."""
+"""Risk domain (pure, no I/O): statements → features → hard rules + scorecard → decision.
+
+Public API: see docs/RISK_MODEL.md. Only the model loader in `scorecard` reads
+files (the versioned coefficients shipped next to the code).
+"""

@@ -1,0 +1,1 @@
+"""Credit bureau simulator (Serasa style): score 0..1000 and negative records."""

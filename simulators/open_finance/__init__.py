@@ -1,0 +1,1 @@
+"""Open Finance Brasil data-holder simulator (consents v3, accounts v2)."""
