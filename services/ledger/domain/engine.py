@@ -426,8 +426,10 @@ def _move(
         debits_pending=c.debits_pending,
         credits_pending=c.credits_pending + held - released,
     )
-    ws._set_account(replace(debit, balances=new_d))
-    ws._set_account(replace(credit, balances=new_c))
+    # Direct construction, not dataclasses.replace (which introspects the
+    # fields on every call): this runs twice per transfer.
+    ws._set_account(_with_balances(debit, new_d))
+    ws._set_account(_with_balances(credit, new_c))
     amount = posted or held or released
     state = record.state
     entries = (
@@ -459,3 +461,14 @@ def _move(
         ),
     )
     return entries
+
+
+def _with_balances(account: AccountState, balances: Balances) -> AccountState:
+    return AccountState(
+        id=account.id,
+        currency=account.currency,
+        debits_must_not_exceed_credits=account.debits_must_not_exceed_credits,
+        credits_must_not_exceed_debits=account.credits_must_not_exceed_debits,
+        closed=account.closed,
+        balances=balances,
+    )

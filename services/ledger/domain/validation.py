@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 import uuid
 from dataclasses import dataclass
+from functools import lru_cache
 
 from services.ledger.domain import reasons as r
 from services.ledger.domain.model import (
@@ -149,10 +150,17 @@ def _parse(i: int, raw: TransferInput) -> TransferSpec:
 def _account(i: int, name: str, value: str, *, optional: bool) -> uuid.UUID | None:
     if optional and not value:
         return None
-    account = parse_name(value, ACCOUNT_PREFIX)
+    account = _account_id(value)
     if account is None:
         raise _fail(i, name, r.NAME_INVALID, f"{name} must be accounts/{{uuid}}")
     return account
+
+
+@lru_cache(maxsize=65_536)
+def _account_id(name: str) -> uuid.UUID | None:
+    # Account names repeat across a batch (2 per transfer, over far fewer
+    # accounts); parsing a UUID is pure Python. Bounded: at most 64k entries.
+    return parse_name(name, ACCOUNT_PREFIX)
 
 
 def _amount(i: int, kind: TransferKind, amount: int) -> None:
