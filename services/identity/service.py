@@ -720,7 +720,7 @@ def etag_of(view: UserView) -> str:
 
 
 def _resolve_user(principal: Principal, user_ref: str, *, owner_only: bool = False) -> uuid.UUID:
-    """`me` or the caller's own id; backoffice may read others unless owner_only.
+    """`me` or the caller's own id; backoffice and services may read others unless owner_only.
 
     Any other id is PERMISSION_DENIED whether or not it exists, so ids cannot
     be probed (AIP-193).
@@ -735,7 +735,8 @@ def _resolve_user(principal: Principal, user_ref: str, *, owner_only: bool = Fal
         ) from exc
     if str(wanted) == principal.subject:
         return wanted
-    if not owner_only and "backoffice" in principal.roles:
+    if not owner_only and ("backoffice" in principal.roles or principal.is_service):
+        # Operators and the platform's own services (risk reads the KYC status).
         return wanted
     raise AppError(
         grpc.StatusCode.PERMISSION_DENIED, "PERMISSION_DENIED", "you may only access your own user"

@@ -1,7 +1,73 @@
-"""`python -m services.risk`: serve the risk v1 contract (see api.py)."""
+"""`python -m services.risk`: RiskService + OpenFinanceService and the import worker.
 
-from services.platform.app import run_service
-from services.risk.api import setup
+Environment beyond the platform's: FINTECH_OPEN_FINANCE_URL (the data
+holder), FINTECH_BUREAU_URL (credit bureau), FINTECH_TARGET_IDENTITY
+(identity's gRPC address). The Temporal worker for statement imports runs
+inside this process on task queue `risk`.
+"""
+
+from __future__ import annotations
+
+import os
+
+import grpc
+
+from services.platform import temporal
+from services.platform.app import ServiceContext, run_service
+from services.platform.crypto import FieldCipher
+from services.platform.http_client import DbCallLog
+from services.risk import api
+from services.risk.bureau import BureauClient
+from services.risk.open_finance import OpenFinanceClient
+from services.risk.service import (
+    TASK_QUEUE,
+    CachedIdentityDirectory,
+    GrpcIdentityDirectory,
+    OpenFinanceService,
+    RiskService,
+)
+from services.risk.workflows import ImportActivities, StatementImportWorkflow
+
+# Imports are I/O bound (bank pages, one upsert each); 8 at a time keeps the
+# DB pool (10) free for RPCs on a shared 2-core box.
+MAX_CONCURRENT_IMPORT_ACTIVITIES = 8
+
+
+def _required(name: str) -> str:
+    value = os.environ.get(name, "").strip()
+    if not value:
+        raise RuntimeError(f"risk needs {name}")
+    return value
+
+
+async def setup(ctx: ServiceContext, server: grpc.aio.Server) -> list[str]:
+    settings = ctx.settings
+    assert settings.secrets_dir is not None, "risk needs FINTECH_SECRETS_DIR for its PII keys"
+    cipher = FieldCipher.from_file(settings.secret_path("pii_keys.json"))
+    call_log = DbCallLog(ctx.db)
+    bank = OpenFinanceClient(_required("FINTECH_OPEN_FINANCE_URL"), call_log=call_log)
+    bureau = BureauClient(_required("FINTECH_BUREAU_URL"), ctx.redis, cipher, call_log=call_log)
+    identity = CachedIdentityDirectory(
+        GrpcIdentityDirectory(ctx.service_channel(_required("FINTECH_TARGET_IDENTITY")))
+    )
+    client = await temporal.connect(settings)
+    open_finance = OpenFinanceService(ctx.db, cipher, bank, identity, client)
+    risk = RiskService(ctx.db, identity, bureau)
+    activities = ImportActivities(ctx.db, bank)
+
+    async def worker() -> None:
+        await temporal.run_worker(
+            client,
+            TASK_QUEUE,
+            [StatementImportWorkflow],
+            activities.activities(),
+            max_concurrent_activities=MAX_CONCURRENT_IMPORT_ACTIVITIES,
+        )
+
+    ctx.add_background(worker)
+    api.register(server, risk, open_finance)
+    return api.service_names()
+
 
 if __name__ == "__main__":
     run_service("risk", setup)

@@ -29,7 +29,11 @@ SCORE = "/v1/scores/11144477735"
 async def sim() -> AsyncIterator[TestClient]:
     app = make_bureau()
     app[CONFIG_KEY].timeout_hang_seconds = 2.0  # the contract's 30 s, shortened for tests
-    client = TestClient(TestServer(app))
+    # access_log=None as in production (simulators.common.app): aiohttp's own access
+    # log would print the raw path, CPF included.
+    server = TestServer(app)
+    await server.start_server(access_log=None)
+    client = TestClient(server)
     await client.start_server()
     try:
         yield client
