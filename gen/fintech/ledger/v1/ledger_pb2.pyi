@@ -904,7 +904,7 @@ class CreateTransferResult(_message.Message):
     @_builtins.property
     def status(self) -> _status_pb2.Status:
         """OK, or why it failed (ErrorInfo reason such as INSUFFICIENT_FUNDS,
-        LINKED_TRANSFER_FAILED, PENDING_TRANSFER_ALREADY_RESOLVED).
+        LINKED_EVENT_FAILED, PENDING_TRANSFER_ALREADY_RESOLVED).
         """
 
     @_builtins.property
