@@ -47,9 +47,8 @@ BUSINESS_FAILURES = frozenset(
     }
 )
 # The reason of a linked-chain member that failed only because another member
-# did: the design says LINKED_EVENT_FAILED, ledger.proto's comment says
-# LINKED_TRANSFER_FAILED; either names the same behaviour.
-LINKED_FAILURE_REASONS = frozenset({"LINKED_EVENT_FAILED", "LINKED_TRANSFER_FAILED"})
+# did (docs/LEDGER.md and ledger.proto agree on the name).
+LINKED_FAILURE_REASONS = frozenset({"LINKED_EVENT_FAILED"})
 
 
 def signer_for(secrets_dir: Path) -> ServiceTokenSigner:
