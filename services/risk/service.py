@@ -17,7 +17,7 @@ import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Protocol
 from urllib.parse import urlencode
@@ -249,14 +249,16 @@ class PersonFacts:
 class IdentityDirectory(Protocol):
     async def person(self, user_id: str) -> PersonFacts: ...
 
+    async def kyc_status(self, user_id: str) -> str: ...
+
 
 class GrpcIdentityDirectory:
     """Identity over gRPC with this service's token.
 
-    CPF and birth date come from the internal GetUserIdentity. The KYC status
-    comes from GetUser; identity currently answers that RPC for the owner and
-    backoffice only, so a PERMISSION_DENIED reads as status UNKNOWN, which the
-    hard rules treat as "KYC not approved" (declining is the safe side).
+    CPF and birth date come from the internal GetUserIdentity, the KYC status
+    from GetUser (identity answers it for services). Should identity ever refuse
+    (PERMISSION_DENIED), the status reads as UNKNOWN, which the hard rules treat
+    as "KYC not approved": declining is the safe side.
     """
 
     def __init__(self, channel: grpc.aio.Channel) -> None:
@@ -272,6 +274,9 @@ class GrpcIdentityDirectory:
                 raise not_found("USER_NOT_FOUND", "no such user") from exc
             raise unavailable("IDENTITY_UNAVAILABLE", "identity is not answering") from exc
         return reply
+
+    async def kyc_status(self, user_id: str) -> str:
+        return await self._kyc_status(f"users/{user_id}")
 
     async def _kyc_status(self, name: str) -> str:
         try:
@@ -300,9 +305,9 @@ class CachedIdentityDirectory:
 
     Score runs inside the idempotency transaction, so every millisecond spent
     waiting on identity holds a database connection; at loan-quote rates the
-    same customer is scored repeatedly within seconds. CPF and birth date do
-    not change; a KYC status change is seen within the TTL (30 s), and only
-    decisions taken in that window can use the previous status.
+    same customer is scored repeatedly within seconds. Only CPF and birth date
+    are reused (they do not change); the KYC status is read afresh for every
+    decision, because a credit decision must never rest on a stale approval.
     """
 
     def __init__(
@@ -320,12 +325,16 @@ class CachedIdentityDirectory:
         self._clock = clock
         self._entries: OrderedDict[str, tuple[float, PersonFacts]] = OrderedDict()
 
+    async def kyc_status(self, user_id: str) -> str:
+        return await self._inner.kyc_status(user_id)
+
     async def person(self, user_id: str) -> PersonFacts:
         now = self._clock()
         found = self._entries.get(user_id)
         if found is not None and found[0] > now:
             self._entries.move_to_end(user_id)
-            return found[1]
+            fresh = await self._inner.kyc_status(user_id)
+            return replace(found[1], kyc_status=fresh)
         facts = await self._inner.person(user_id)
         self._entries[user_id] = (now + self._ttl, facts)
         self._entries.move_to_end(user_id)
