@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
@@ -161,6 +162,31 @@ def _resolution(hold: ledger_pb2.Transfer, kind: int, amount: int) -> ledger_pb2
         kind=kind,
         pending=hold.name,
     )
+
+
+SETTLE_TIMEOUT_S = 20.0
+
+
+async def settle_timed_holds(ledger: LedgerClient, run: Run) -> None:
+    """Wait until no hold with a timeout is still pending.
+
+    The ledger expires due holds on a one-second tick. The checks read
+    transfers and balances one after the other; a hold expiring between two
+    of those reads would look like a discrepancy that the ledger never had.
+    """
+    timed = [h.name for h in run.holds if h.timeout.seconds > 0]
+    deadline = time.monotonic() + SETTLE_TIMEOUT_S
+    while timed:
+        states = [await ledger.get_transfer(name) for name in timed]
+        timed = [
+            name
+            for name, stored in zip(timed, states, strict=True)
+            if stored is not None and stored.state == L.TRANSFER_STATE_PENDING
+        ]
+        if not timed:
+            return
+        assert time.monotonic() < deadline, f"holds never expired: {timed}"
+        await asyncio.sleep(0.25)
 
 
 async def open_books(ledger: LedgerClient) -> list[str]:
@@ -348,4 +374,5 @@ async def test_random_concurrent_programs_keep_the_books(
     await asyncio.gather(
         *(run_lane(i, lanes[i], lane, run, hold_of) for i, lane in enumerate(program))
     )
+    await settle_timed_holds(ledger, run)
     await check(ledger, run, journal_before)
