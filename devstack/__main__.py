@@ -38,6 +38,7 @@ def endpoints(stack: Stack) -> dict[str, object]:
         "ca_file": str(stack.ca_file),
         "grpc_targets": stack.grpc_targets,
         "ratelimit": stack.ratelimit_target,
+        "simulators": stack.simulator_urls,
         "envoy_admin": stack.envoy_admin_url,
         "postgres_admin_url": infra.pg_admin_url,
         "redis_url": infra.redis_url,
@@ -61,6 +62,7 @@ def print_endpoints(stack: Stack) -> None:
         f"dev CA certificate:      {stack.ca_file}",
     ]
     lines += [f"grpc {name + ':':<20}{target}" for name, target in stack.grpc_targets.items()]
+    lines += [f"{'sim ' + name + ':':<25}{url}" for name, url in stack.simulator_urls.items()]
     lines += [
         f"grpc ratelimit:          {stack.ratelimit_target}",
         f"envoy admin:             {stack.envoy_admin_url}",
