@@ -22,7 +22,6 @@ import statistics
 import sys
 import time
 import uuid
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import grpc
@@ -33,6 +32,7 @@ sys.path[:0] = [
     str(Path(__file__).resolve().parent.parent / "gen"),
 ]
 
+from bench.loadgen import open_loop, percentile  # noqa: E402
 from devstack.infra import StackConfig, open_infra  # noqa: E402
 from devstack.stack import start_stack  # noqa: E402
 from fintech.identity.v1 import identity_pb2, identity_pb2_grpc  # noqa: E402
@@ -65,38 +65,6 @@ def envoy_observed(access_log: Path, skip: int) -> tuple[list[float], list[float
     return sorted(total[skip:]), sorted(upstream[skip:])
 
 
-def percentile(sorted_values: list[float], p: float) -> float:
-    assert sorted_values
-    index = min(len(sorted_values) - 1, max(0, round(p / 100 * len(sorted_values)) - 1))
-    return sorted_values[index]
-
-
-async def open_loop(
-    call: Callable[[], Awaitable[bool]], rate: float, seconds: float
-) -> tuple[list[float], int]:
-    """Fire `call` every 1/rate s for `seconds`; latencies in ms and the error count."""
-    interval = 1.0 / rate
-    total = int(rate * seconds)
-    latencies: list[float] = []
-    errors = 0
-    limiter = asyncio.Semaphore(MAX_IN_FLIGHT)
-    start = time.perf_counter() + 0.05
-
-    async def one(scheduled: float) -> None:
-        nonlocal errors
-        async with limiter:
-            delay = scheduled - time.perf_counter()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            ok = await call()
-            latencies.append((time.perf_counter() - scheduled) * 1000)
-            if not ok:
-                errors += 1
-
-    await asyncio.gather(*(one(start + i * interval) for i in range(total)))
-    return sorted(latencies), errors
-
-
 async def measure(
     https_url: str, ca_file: str, identity_target: str, token: str, rate: float, seconds: float
 ) -> dict[str, list[float] | int]:
@@ -113,11 +81,11 @@ async def measure(
         stub = identity_pb2_grpc.IdentityServiceStub(channel)
         metadata = (("authorization", f"Bearer {token}"),)
 
-        async def via_edge() -> bool:
+        async def via_edge(_: int) -> bool:
             response = await http.get("/v1/users/me", headers=headers)
             return response.status_code == 200
 
-        async def direct() -> bool:
+        async def direct(_: int) -> bool:
             try:
                 await stub.GetUser(
                     identity_pb2.GetUserRequest(name="users/me"), metadata=metadata, timeout=10
@@ -127,13 +95,13 @@ async def measure(
             return True
 
         # Warm-up: connections, TLS sessions, JIT-free but cache-warm paths.
-        await open_loop(via_edge, rate, WARMUP_SECONDS)
-        await open_loop(direct, rate, WARMUP_SECONDS)
+        await open_loop(via_edge, rate, WARMUP_SECONDS, MAX_IN_FLIGHT)
+        await open_loop(direct, rate, WARMUP_SECONDS, MAX_IN_FLIGHT)
         for _ in range(ROUNDS):
-            lat, err = await open_loop(via_edge, rate, seconds / ROUNDS)
+            lat, err = await open_loop(via_edge, rate, seconds / ROUNDS, MAX_IN_FLIGHT)
             edge_latencies += lat
             errors += err
-            lat, err = await open_loop(direct, rate, seconds / ROUNDS)
+            lat, err = await open_loop(direct, rate, seconds / ROUNDS, MAX_IN_FLIGHT)
             direct_latencies += lat
             errors += err
         await channel.close()

@@ -45,6 +45,7 @@ sys.path[:0] = [
     str(Path(__file__).resolve().parent.parent / "gen"),
 ]
 
+from bench.loadgen import open_loop, percentile  # noqa: E402
 from devstack.infra import StackConfig, open_infra  # noqa: E402
 from devstack.stack import start_stack  # noqa: E402
 from fintech.ledger.v1 import ledger_pb2, ledger_pb2_grpc  # noqa: E402
@@ -281,41 +282,6 @@ async def closed_loop(
     return done / (time.perf_counter() - began), errors
 
 
-async def open_loop(
-    rate: float, seconds: float, call: Callable[[int], Awaitable[int]]
-) -> tuple[list[float], int]:
-    """Fire call(i) every 1/rate s; latencies (ms, from scheduled time) and errors."""
-    total = int(rate * seconds)
-    interval = 1.0 / rate
-    latencies: list[float] = []
-    errors = 0
-    limiter = asyncio.Semaphore(MAX_IN_FLIGHT)
-    start = time.perf_counter() + 0.05
-
-    async def one(i: int) -> None:
-        nonlocal errors
-        scheduled = start + i * interval
-        delay = scheduled - time.perf_counter()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        async with limiter:
-            try:
-                if await call(i) != 1:
-                    errors += 1
-            except grpc.aio.AioRpcError:
-                errors += 1
-        latencies.append((time.perf_counter() - scheduled) * 1000)
-
-    await asyncio.gather(*(one(i) for i in range(total)))
-    return sorted(latencies), errors
-
-
-def percentile(sorted_values: list[float], p: float) -> float:
-    assert sorted_values
-    index = min(len(sorted_values) - 1, max(0, round(p / 100 * len(sorted_values)) - 1))
-    return sorted_values[index]
-
-
 async def ledger_phases(target: str, secrets_dir: Path, seconds: float) -> dict[str, float]:
     ledger = Ledger.open(target, secrets_dir, CHANNELS)
     rng = random.Random(7)
@@ -372,7 +338,14 @@ async def ledger_phases(target: str, secrets_dir: Path, seconds: float) -> dict[
 
         # (5) latency of (3) at half its measured rate, open loop.
         rate = max(1.0, out["single_transfers_per_s"] / 2)
-        latencies, errors = await open_loop(rate, seconds, lambda i: single(i))
+
+        async def succeeded(i: int) -> bool:
+            try:
+                return await single(i) == 1
+            except grpc.aio.AioRpcError:
+                return False
+
+        latencies, errors = await open_loop(succeeded, rate, seconds, MAX_IN_FLIGHT)
         out["half_rate_per_s"] = rate
         out["half_rate_requests"] = len(latencies)
         out["half_rate_errors"] = errors

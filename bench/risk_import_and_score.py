@@ -37,6 +37,7 @@ sys.path[:0] = [
     str(Path(__file__).resolve().parent.parent / "gen"),
 ]
 
+from bench.loadgen import percentile  # noqa: E402
 from devstack.infra import StackConfig, open_infra  # noqa: E402
 from devstack.stack import Stack, start_stack  # noqa: E402
 from fintech.risk.v1 import risk_pb2, risk_pb2_grpc  # noqa: E402
@@ -131,12 +132,6 @@ class LoadResult:
     error_codes: dict[str, int]
     sent_rps: float
     completed_rps: float
-
-
-def percentile(sorted_values: list[float], p: float) -> float:
-    assert sorted_values
-    index = min(len(sorted_values) - 1, max(0, round(p / 100 * len(sorted_values)) - 1))
-    return sorted_values[index]
 
 
 async def open_loop(

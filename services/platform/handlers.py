@@ -8,6 +8,7 @@ wrapper shape fits all four RPC kinds.
 
 from __future__ import annotations
 
+import abc
 import inspect
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -129,6 +130,7 @@ class AroundInterceptor(grpc.aio.ServerInterceptor):
 
         return wrap_handler(handler, bound)
 
+    @abc.abstractmethod
     async def around(
         self,
         method: str,
@@ -137,4 +139,4 @@ class AroundInterceptor(grpc.aio.ServerInterceptor):
         request: Any,
         context: grpc.aio.ServicerContext,
     ) -> Any:
-        raise NotImplementedError
+        """Run `await call_next(request)` with whatever comes before and after it."""
