@@ -32,7 +32,7 @@ lint: venv
 	$(VENV)/bin/ruff format --check .
 
 typecheck: venv
-	$(VENV)/bin/mypy services devstack tools bench
+	$(VENV)/bin/mypy services devstack tools bench simulators
 
 check: gen-check lint-proto breaking lint typecheck
 

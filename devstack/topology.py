@@ -22,7 +22,7 @@ EDGE: tuple[str, ...] = ("ratelimit", "envoy")
 # Third-party simulators (simulators/<name>), HTTP servers that speak the real
 # providers' APIs with fault injection. Each service learns a simulator's base
 # URL from FINTECH_<NAME>_URL.
-SIMULATORS: tuple[str, ...] = ("open_finance", "bureau")
+SIMULATORS: tuple[str, ...] = ("open_finance", "bureau", "receita", "govdocs")
 
 PORT_OFFSETS: dict[str, int] = {
     "envoy": 443,
@@ -46,6 +46,8 @@ PORT_OFFSETS: dict[str, int] = {
     "payments": 36,
     "sim_open_finance": 50,
     "sim_bureau": 51,
+    "sim_receita": 53,
+    "sim_govdocs": 54,
     # Extensions (devstack): ports the servers above would otherwise pick themselves,
     # pinned so that the run and test stacks never collide (SeaweedFS defaults its
     # gRPC ports to http port + 10000, which lands on the other profile's range).

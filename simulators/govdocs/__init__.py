@@ -1,0 +1,1 @@
+"""Gov document check simulator (Datavalid-like): OAuth2 + CPF/name/birth/CNH/RG match."""

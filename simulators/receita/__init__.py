@@ -1,0 +1,1 @@
+"""Receita Federal simulator: CPF situation and CNPJ lookup (BrasilAPI shape)."""
