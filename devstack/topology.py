@@ -66,11 +66,13 @@ DEFAULT_TEST_PORT_BASE = 27000
 
 DATABASE_NAME = "fintech"
 
-# Database connections per service process (FINTECH_DB_POOL_SIZE). The ledger
-# serves many concurrent writers, each holding a connection for its idempotency
-# record while the batching writer commits; Postgres is started with
-# max_connections=300, far above the sum.
-DB_POOL_SIZES: dict[str, int] = {"ledger": 48}
+# Database connections per service process (FINTECH_DB_POOL_SIZE). A mutating
+# RPC holds a connection for its whole duration (its idempotency record shares
+# the effect's transaction): the ledger serves many concurrent writers while
+# its batching writer commits, and risk's Score waits on identity and the
+# bureau inside that transaction. Postgres runs with max_connections=300, far
+# above the sum.
+DB_POOL_SIZES: dict[str, int] = {"ledger": 48, "risk": 30}
 DEFAULT_DB_POOL_SIZE = 10
 
 

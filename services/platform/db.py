@@ -12,8 +12,11 @@ from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 
+import sqlalchemy.exc
 from sqlalchemy import Executable, Result
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from services.platform.errors import unavailable
 
 MAX_POOL_SIZE = 50
 DEFAULT_POOL_SIZE = 10
@@ -43,15 +46,17 @@ class Database:
         pool_size: int = DEFAULT_POOL_SIZE,
         statement_timeout_ms: int = DEFAULT_STATEMENT_TIMEOUT_MS,
         application_name: str = "fintech",
+        pool_timeout_seconds: float = POOL_TIMEOUT_SECONDS,
     ) -> None:
         assert 1 <= pool_size <= MAX_POOL_SIZE, pool_size
+        assert 0 < pool_timeout_seconds <= 60, pool_timeout_seconds
         assert 1 <= statement_timeout_ms <= MAX_STATEMENT_TIMEOUT_MS, statement_timeout_ms
         self.url = libpq_url(url)
         self.engine: AsyncEngine = create_async_engine(
             sqlalchemy_url(url),
             pool_size=pool_size,
             max_overflow=0,  # the pool size *is* the bound
-            pool_timeout=POOL_TIMEOUT_SECONDS,
+            pool_timeout=pool_timeout_seconds,
             pool_pre_ping=True,
             connect_args={
                 "options": f"-c statement_timeout={statement_timeout_ms}",
@@ -79,12 +84,25 @@ class Database:
     @asynccontextmanager
     async def separate_transaction(self) -> AsyncIterator[AsyncConnection]:
         """Always a new transaction (e.g. a call log that must survive a rollback)."""
-        async with self.engine.begin() as conn:
-            token = self._current.set(conn)
-            try:
-                yield conn
-            finally:
-                self._current.reset(token)
+        try:
+            conn = await self.engine.connect()  # the pool checkout happens here
+        except sqlalchemy.exc.TimeoutError as exc:
+            # Every connection is busy for longer than the pool timeout: an
+            # overload, not a bug. Callers get a retryable status, not INTERNAL.
+            raise unavailable("DATABASE_BUSY", "the service is busy; retry shortly") from exc
+        except (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError) as exc:
+            raise unavailable(
+                "DATABASE_UNAVAILABLE", "the database is not reachable; retry shortly"
+            ) from exc
+        try:
+            async with conn.begin():
+                token = self._current.set(conn)
+                try:
+                    yield conn
+                finally:
+                    self._current.reset(token)
+        finally:
+            await conn.close()
 
     async def execute(
         self, statement: Executable, params: Mapping[str, Any] | None = None
