@@ -16,11 +16,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import shutil
 import ssl
 import statistics
 import sys
-import time
 import uuid
 from pathlib import Path
 
@@ -32,9 +30,7 @@ sys.path[:0] = [
     str(Path(__file__).resolve().parent.parent / "gen"),
 ]
 
-from bench.loadgen import open_loop, percentile  # noqa: E402
-from devstack.infra import StackConfig, open_infra  # noqa: E402
-from devstack.stack import start_stack  # noqa: E402
+from bench.loadgen import bench_stack, open_loop, percentile  # noqa: E402
 from fintech.identity.v1 import identity_pb2, identity_pb2_grpc  # noqa: E402
 from tests.integration.edge import EdgeClient  # noqa: E402
 
@@ -120,34 +116,23 @@ def main() -> int:
     args = parser.parse_args()
     assert 0 < args.rate <= 2000 and 0 < args.seconds <= 600
 
-    cfg = StackConfig.for_profile("benchedge", BENCH_PORT_BASE)
-    if not args.keep_state and cfg.state_dir.exists():
-        shutil.rmtree(cfg.state_dir)  # a cold start, as on a fresh machine after install
-    began = time.perf_counter()
-    infra_handle = open_infra(cfg)
-    try:
-        stack_handle = start_stack(infra_handle.infra)
-        ready = time.perf_counter() - began
-        try:
-            stack = stack_handle.stack
-            client = EdgeClient(stack.https_url, str(stack.ca_file))
-            session, _ = client.signed_up(email=f"bench-{uuid.uuid4().hex[:8]}@example.com")
-            client.close()
-            logs_dir = stack.logs_dir
-            result = asyncio.run(
-                measure(
-                    stack.https_url,
-                    str(stack.ca_file),
-                    stack.grpc_targets["identity"],
-                    session.access_token,
-                    args.rate,
-                    args.seconds,
-                )
+    with bench_stack("benchedge", BENCH_PORT_BASE, keep_state=args.keep_state) as bench:
+        stack = bench.stack
+        ready = bench.ready_seconds
+        client = EdgeClient(stack.https_url, str(stack.ca_file))
+        session, _ = client.signed_up(email=f"bench-{uuid.uuid4().hex[:8]}@example.com")
+        client.close()
+        logs_dir = stack.logs_dir
+        result = asyncio.run(
+            measure(
+                stack.https_url,
+                str(stack.ca_file),
+                stack.grpc_targets["identity"],
+                session.access_token,
+                args.rate,
+                args.seconds,
             )
-        finally:
-            stack_handle.stop()
-    finally:
-        infra_handle.stop()
+        )
 
     edge = result["edge"]
     direct = result["direct"]

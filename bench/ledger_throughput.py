@@ -27,7 +27,6 @@ import asyncio
 import os
 import random
 import re
-import shutil
 import subprocess
 import sys
 import time
@@ -45,9 +44,7 @@ sys.path[:0] = [
     str(Path(__file__).resolve().parent.parent / "gen"),
 ]
 
-from bench.loadgen import open_loop, percentile  # noqa: E402
-from devstack.infra import StackConfig, open_infra  # noqa: E402
-from devstack.stack import start_stack  # noqa: E402
+from bench.loadgen import bench_stack, open_loop, percentile  # noqa: E402
 from fintech.ledger.v1 import ledger_pb2, ledger_pb2_grpc  # noqa: E402
 from fintech.type.v1 import money_pb2  # noqa: E402
 from services.platform.service_token import ServiceTokenSigner, service_channel  # noqa: E402
@@ -413,19 +410,9 @@ def main() -> int:
         )
         return 0
 
-    cfg = StackConfig.for_profile("bench", BENCH_PORT_BASE)
-    if not args.keep_state and cfg.state_dir.exists():
-        shutil.rmtree(cfg.state_dir)  # a cold, empty ledger: comparable runs
-    infra_handle = open_infra(cfg)
-    try:
-        stack_handle = start_stack(infra_handle.infra)
-        try:
-            stack = stack_handle.stack
-            measure(stack.grpc_targets["ledger"], stack.secrets_dir, stack.infra.pg_admin_url, args)
-        finally:
-            stack_handle.stop()
-    finally:
-        infra_handle.stop()
+    with bench_stack("bench", BENCH_PORT_BASE, keep_state=args.keep_state) as bench:
+        stack = bench.stack
+        measure(stack.grpc_targets["ledger"], stack.secrets_dir, stack.infra.pg_admin_url, args)
     return 0
 
 

@@ -9,10 +9,44 @@ coordinated omission).
 from __future__ import annotations
 
 import asyncio
+import shutil
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from devstack.infra import StackConfig, open_infra
+from devstack.stack import Stack, start_stack
 
 START_DELAY_S = 0.05
+
+
+@dataclass(frozen=True)
+class BenchStack:
+    stack: Stack
+    ready_seconds: float  # from nothing running to Envoy answering /healthz
+
+
+@contextmanager
+def bench_stack(profile: str, port_base: int, *, keep_state: bool = False) -> Iterator[BenchStack]:
+    """A whole stack of the benchmark's own (profile, ports, state), stopped on exit.
+
+    Without `keep_state` the state directory is wiped first: a cold start, as
+    on a fresh machine after install, so runs are comparable.
+    """
+    cfg = StackConfig.for_profile(profile, port_base)
+    if not keep_state and cfg.state_dir.exists():
+        shutil.rmtree(cfg.state_dir)
+    began = time.perf_counter()
+    infra_handle = open_infra(cfg)
+    try:
+        stack_handle = start_stack(infra_handle.infra)
+        try:
+            yield BenchStack(stack_handle.stack, time.perf_counter() - began)
+        finally:
+            stack_handle.stop()
+    finally:
+        infra_handle.stop()
 
 
 def percentile(sorted_values: list[float], p: float) -> float:

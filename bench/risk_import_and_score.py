@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import shutil
 import sys
 import time
 import uuid
@@ -37,9 +36,8 @@ sys.path[:0] = [
     str(Path(__file__).resolve().parent.parent / "gen"),
 ]
 
-from bench.loadgen import percentile  # noqa: E402
-from devstack.infra import StackConfig, open_infra  # noqa: E402
-from devstack.stack import Stack, start_stack  # noqa: E402
+from bench.loadgen import bench_stack, percentile  # noqa: E402
+from devstack.stack import Stack  # noqa: E402
 from fintech.risk.v1 import risk_pb2, risk_pb2_grpc  # noqa: E402
 from tests.integration.edge import EdgeClient  # noqa: E402
 from tests.integration.risk.risk_it_cpfs import HEAVY_CPF, SALARIED_CPF  # noqa: E402
@@ -238,25 +236,13 @@ def main() -> int:
     args = parser.parse_args()
     assert 0 < args.rate <= 2000 and 0 < args.seconds <= 600
 
-    cfg = StackConfig.for_profile("benchrisk", BENCH_PORT_BASE)
-    if not args.keep_state and cfg.state_dir.exists():
-        shutil.rmtree(cfg.state_dir)
-    began = time.perf_counter()
-    infra_handle = open_infra(cfg)
-    try:
-        stack_handle = start_stack(infra_handle.infra)
-        ready = time.perf_counter() - began
-        try:
-            imported, user = run_import(stack_handle.stack)
-            if args.score_customer == "salaried":
-                # A typical customer (2 accounts, ~400 transactions) instead of the heaviest.
-                _, user = run_import(stack_handle.stack, SALARIED_CPF)
-            stack = stack_handle.stack
-            alone, load = asyncio.run(measure_score(stack, user, args.rate, args.seconds))
-        finally:
-            stack_handle.stop()
-    finally:
-        infra_handle.stop()
+    with bench_stack("benchrisk", BENCH_PORT_BASE, keep_state=args.keep_state) as bench:
+        ready = bench.ready_seconds
+        imported, user = run_import(bench.stack)
+        if args.score_customer == "salaried":
+            # A typical customer (2 accounts, ~400 transactions) instead of the heaviest.
+            _, user = run_import(bench.stack, SALARIED_CPF)
+        alone, load = asyncio.run(measure_score(bench.stack, user, args.rate, args.seconds))
 
     print(f"run_utc: {datetime.now(UTC).strftime('%Y-%m-%dT%H:%M:%SZ')}")
     print(f"stack_cold_start_ready_seconds: {ready:.1f}")
