@@ -12,6 +12,7 @@ import contextvars
 import json
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +36,11 @@ SERVICE_ROLE = "service"
 REVOKED_SESSION_PREFIX = "revoked:sid:"
 JWKS_RELOAD_MIN_INTERVAL_SECONDS = 5.0
 REQUIRED_CLAIMS = ("iss", "aud", "sub", "sid", "iat", "exp", "jti")
+# Tokens whose signature and claims were already checked, until they expire.
+# A caller (a service token, an app session) sends the same token for minutes;
+# checking its ECDSA signature once instead of on every call takes the check
+# off the hot path. Bounded: the oldest entries go first.
+VERIFIED_TOKEN_CACHE_ENTRIES = 4096
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,6 +169,8 @@ class TokenVerifier:
         self.audience = audience
         self.revocations = revocations
         self.leeway = leeway_seconds
+        # token → (kid, claims); see VERIFIED_TOKEN_CACHE_ENTRIES.
+        self._verified: OrderedDict[str, tuple[str, dict[str, Any]]] = OrderedDict()
 
     async def verify(self, token: str) -> Principal:
         claims = self.decode(token)
@@ -188,9 +196,25 @@ class TokenVerifier:
 
     def decode(self, token: str) -> dict[str, Any]:
         """Signature, issuer, audience, expiry and claim-shape checks (no revocation)."""
-        invalid = errors.unauthenticated(errors.TOKEN_INVALID, "invalid access token")
         if len(token) > MAX_TOKEN_CHARS:
-            raise invalid
+            raise errors.unauthenticated(errors.TOKEN_INVALID, "invalid access token")
+        remembered = self._verified.get(token)
+        # The exact token string was verified before: same signature, same
+        # claims. Still expire it on time and drop it once its key is retired.
+        if remembered is not None:
+            kid, claims = remembered
+            if time.time() < claims["exp"] + self.leeway and self.jwks.key(kid) is not None:
+                self._verified.move_to_end(token)
+                return claims
+            del self._verified[token]
+        claims = self._decode(token)
+        self._verified[token] = (str(jwt.get_unverified_header(token)["kid"]), claims)
+        while len(self._verified) > VERIFIED_TOKEN_CACHE_ENTRIES:
+            self._verified.popitem(last=False)
+        return claims
+
+    def _decode(self, token: str) -> dict[str, Any]:
+        invalid = errors.unauthenticated(errors.TOKEN_INVALID, "invalid access token")
         try:
             header = jwt.get_unverified_header(token)
         except jwt.InvalidTokenError as exc:

@@ -3,7 +3,8 @@
 Environment beyond the platform's: FINTECH_OPEN_FINANCE_URL (the data
 holder), FINTECH_BUREAU_URL (credit bureau), FINTECH_TARGET_IDENTITY
 (identity's gRPC address). The Temporal worker for statement imports runs
-inside this process on task queue `risk`.
+inside this process on task queue `risk`, next to the durable consumer of the
+kyc events that keeps risk's KYC status projection (kyc_projection.py).
 """
 
 from __future__ import annotations
@@ -14,9 +15,10 @@ import grpc
 
 from services.platform import temporal
 from services.platform.app import ServiceContext, run_service
+from services.platform.consumer import DurableConsumer
 from services.platform.crypto import FieldCipher
 from services.platform.http_client import DbCallLog
-from services.risk import api
+from services.risk import api, kyc_projection
 from services.risk.bureau import BureauClient
 from services.risk.open_finance import OpenFinanceClient
 from services.risk.service import (
@@ -65,6 +67,14 @@ async def setup(ctx: ServiceContext, server: grpc.aio.Server) -> list[str]:
         )
 
     ctx.add_background(worker)
+    # The KYC status Score needs, kept locally from the kyc events.
+    kyc_consumer = DurableConsumer(
+        ctx.db,
+        ctx.nats.jetstream(),
+        kyc_projection.consumer_settings(),
+        kyc_projection.apply_kyc_event,
+    )
+    ctx.add_background(kyc_consumer.run)
     api.register(server, risk, open_finance)
     return api.service_names()
 

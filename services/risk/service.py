@@ -9,7 +9,6 @@ the client's retry (same idempotency key) runs again.
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import logging
 import secrets
@@ -17,7 +16,7 @@ import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Protocol
 from urllib.parse import urlencode
@@ -241,73 +240,48 @@ def model_or_error(version: str | None) -> ScorecardModel:
 
 @dataclass(frozen=True, slots=True)
 class PersonFacts:
+    """What identity knows of a customer that never changes (KYC is not here:
+    risk follows it from the kyc service's events, services/risk/kyc_projection.py)."""
+
     cpf: str
     birth_date: date
-    kyc_status: str
 
 
 class IdentityDirectory(Protocol):
     async def person(self, user_id: str) -> PersonFacts: ...
 
-    async def kyc_status(self, user_id: str) -> str: ...
-
 
 class GrpcIdentityDirectory:
-    """Identity over gRPC with this service's token.
-
-    CPF and birth date come from the internal GetUserIdentity, the KYC status
-    from GetUser (identity answers it for services). Should identity ever refuse
-    (PERMISSION_DENIED), the status reads as UNKNOWN, which the hard rules treat
-    as "KYC not approved": declining is the safe side.
-    """
+    """Identity's internal GetUserIdentity over gRPC with this service's token."""
 
     def __init__(self, channel: grpc.aio.Channel) -> None:
         self._stub = identity_pb2_grpc.IdentityServiceStub(channel)
 
-    async def _identity(self, name: str) -> identity_pb2.UserIdentity:
+    async def person(self, user_id: str) -> PersonFacts:
         try:
-            reply: identity_pb2.UserIdentity = await self._stub.GetUserIdentity(
-                identity_pb2.GetUserIdentityRequest(name=name), timeout=IDENTITY_TIMEOUT_SECONDS
+            ident: identity_pb2.UserIdentity = await self._stub.GetUserIdentity(
+                identity_pb2.GetUserIdentityRequest(name=f"users/{user_id}"),
+                timeout=IDENTITY_TIMEOUT_SECONDS,
             )
         except grpc.aio.AioRpcError as exc:
             if exc.code() in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.INVALID_ARGUMENT):
                 raise not_found("USER_NOT_FOUND", "no such user") from exc
             raise unavailable("IDENTITY_UNAVAILABLE", "identity is not answering") from exc
-        return reply
-
-    async def kyc_status(self, user_id: str) -> str:
-        return await self._kyc_status(f"users/{user_id}")
-
-    async def _kyc_status(self, name: str) -> str:
-        try:
-            user: identity_pb2.User = await self._stub.GetUser(
-                identity_pb2.GetUserRequest(name=name), timeout=IDENTITY_TIMEOUT_SECONDS
-            )
-        except grpc.aio.AioRpcError as exc:
-            if exc.code() == grpc.StatusCode.PERMISSION_DENIED:
-                return "UNKNOWN"
-            raise unavailable("IDENTITY_UNAVAILABLE", "identity is not answering") from exc
-        return identity_pb2.KycStatus.Name(user.kyc_status).removeprefix("KYC_STATUS_")
-
-    async def person(self, user_id: str) -> PersonFacts:
-        name = f"users/{user_id}"
-        # Both reads at once: Score's latency is the slower one, not the sum.
-        ident, kyc = await asyncio.gather(self._identity(name), self._kyc_status(name))
         try:
             birth = date.fromisoformat(ident.birth_date)
         except ValueError as exc:
             raise unavailable("IDENTITY_UNAVAILABLE", "identity sent no birth date") from exc
-        return PersonFacts(cpf=ident.cpf, birth_date=birth, kyc_status=kyc)
+        return PersonFacts(cpf=ident.cpf, birth_date=birth)
 
 
 class CachedIdentityDirectory:
     """Identity facts kept for PERSON_CACHE_SECONDS per user (bounded, LRU).
 
-    Score runs inside the idempotency transaction, so every millisecond spent
-    waiting on identity holds a database connection; at loan-quote rates the
-    same customer is scored repeatedly within seconds. Only CPF and birth date
-    are reused (they do not change); the KYC status is read afresh for every
-    decision, because a credit decision must never rest on a stale approval.
+    Score is on the loan path and the same customer is scored repeatedly
+    within seconds; CPF and birth date do not change, so asking identity
+    again would only add a cross-service call to every decision. The KYC
+    status is not cached here: it comes from risk's own projection, updated
+    by every kyc event.
     """
 
     def __init__(
@@ -325,16 +299,12 @@ class CachedIdentityDirectory:
         self._clock = clock
         self._entries: OrderedDict[str, tuple[float, PersonFacts]] = OrderedDict()
 
-    async def kyc_status(self, user_id: str) -> str:
-        return await self._inner.kyc_status(user_id)
-
     async def person(self, user_id: str) -> PersonFacts:
         now = self._clock()
         found = self._entries.get(user_id)
         if found is not None and found[0] > now:
             self._entries.move_to_end(user_id)
-            fresh = await self._inner.kyc_status(user_id)
-            return replace(found[1], kyc_status=fresh)
+            return found[1]
         facts = await self._inner.person(user_id)
         self._entries[user_id] = (now + self._ttl, facts)
         self._entries.move_to_end(user_id)
@@ -777,19 +747,21 @@ class RiskService:
         self._bureau = bureau
         self._cache = cache or FeatureCache()
 
-    async def gather_features(self, user_id: str, today: date) -> Features:
+    async def local_inputs(self, user_id: str, today: date) -> tuple[Features, str]:
+        """Features from the imported statements and the KYC status, one round trip."""
         window = window_months(today, FEATURE_MONTHS)
         since = datetime.combine(first_day(window[0]), datetime.min.time(), LOCAL_ZONE)
         until = datetime.combine(today, datetime.min.time(), LOCAL_ZONE) + timedelta(days=1)
         async with self._db.transaction() as conn:
-            key = (user_id, today, await store.statements_version(conn, user_id))
+            version, kyc_status = await store.scoring_state(conn, user_id)
+            key = (user_id, today, version)
             cached = self._cache.get(key)
             if cached is not None:
-                return cached
+                return cached, kyc_status
             transactions = await store.user_transactions(conn, user_id, since, until)
         features = compute_features(transactions, today, FEATURE_MONTHS)
         self._cache.put(key, features)
-        return features
+        return features, kyc_status
 
     async def score(
         self,
@@ -823,14 +795,14 @@ class RiskService:
         except BureauError as exc:
             # Deciding without the bureau would approve people with debts in arrears.
             raise unavailable("BUREAU_UNAVAILABLE", "the credit bureau is not answering") from exc
+        features, kyc_status = await self.local_inputs(user_id, today)
         applicant = Applicant(
             birth_date=person.birth_date,
             cpf_status=report.cpf_status,
-            kyc_status=person.kyc_status,
+            kyc_status=kyc_status,
             bureau_score=report.score,
             bureau_negative_records=report.negative_records,
         )
-        features = await self.gather_features(user_id, today)
         model = load_model(None)
         decision = decide(applicant, features, model, amount_minor, today)
         async with self._db.transaction() as conn:

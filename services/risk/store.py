@@ -14,6 +14,7 @@ from sqlalchemy import bindparam, text
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB, TEXT
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from services.projections import kyc_status
 from services.risk.domain.statements import StatementTransaction
 
 MAX_PAGE_SIZE = 100
@@ -456,19 +457,27 @@ async def user_transactions(
     ]
 
 
-async def statements_version(conn: AsyncConnection, user_id: str) -> tuple[int, datetime | None]:
-    """Changes whenever an import stores anything for the user (each page bumps
-    its import's updated_at), so cached features keyed by it are never stale."""
+async def scoring_state(
+    conn: AsyncConnection, user_id: str
+) -> tuple[tuple[int, datetime | None], str]:
+    """The statements' version and the KYC status, in one round trip (Score's path).
+
+    The version changes whenever an import stores anything for the user (each
+    page bumps its import's updated_at), so cached features keyed by it are
+    never stale. The KYC status is risk's projection of the kyc events
+    (kyc_projection.py); no row means KYC was never started.
+    """
     row = (
         await conn.execute(
             text(
-                "SELECT count(*) AS n, max(updated_at) AS last FROM statement_imports"
-                " WHERE user_id = :user_id"
+                "SELECT count(*) AS n, max(updated_at) AS last,"
+                " (SELECT status FROM kyc_statuses WHERE user_id = CAST(:user_id AS uuid)) AS kyc"
+                " FROM statement_imports WHERE user_id = CAST(:user_id AS text)"
             ),
             {"user_id": user_id},
         )
     ).one()
-    return int(row.n), row.last
+    return (int(row.n), row.last), row.kyc or kyc_status.NOT_STARTED
 
 
 # ---------------------------------------------------------------- decisions

@@ -6,16 +6,13 @@ and the same inputs always give the same decision (replay included).
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 
 import grpc
-import psycopg
 import pytest
 
 from devstack.stack import Stack
 from fintech.risk.v1 import risk_pb2
-from services.platform.migrate import DEFAULT_DATABASE, database_url
 from tests.integration.edge import EdgeClient
 from tests.integration.risk.risk_it_cpfs import DECLINED_CPFS, SALARIED_CPF
 from tests.integration.risk.risk_it_support import (
@@ -29,6 +26,7 @@ from tests.integration.risk.risk_it_support import (
     months_ago,
     rpc_error,
 )
+from tests.support.kyc_events import approve_kyc
 from tests.support.tokens import mint_token
 
 pytestmark = pytest.mark.integration
@@ -59,22 +57,12 @@ def scored_users(stack: Stack, bank: Bank) -> Iterator[dict[str, str]]:
             consent = app.authorised_consent(bank)
             app.import_all(consent["name"], from_date=months_ago(12), to_date=months_ago(0))
             users[profile] = app.user
-            # KYC (issue 5) is not built yet: stand in for its approval, so each
-            # decision below reflects the customer's own risk, not a missing KYC.
+            # The kyc service's approval, as its event: each decision below then
+            # reflects the customer's own risk, not a missing KYC.
             approve_kyc(stack, app.user)
         yield users
     finally:
         edge.close()
-
-
-def approve_kyc(stack: Stack, user_name: str) -> None:
-    admin = database_url(stack.infra.pg_admin_url, DEFAULT_DATABASE)
-    with psycopg.connect(admin, connect_timeout=10) as conn:
-        updated = conn.execute(
-            "UPDATE identity.users SET kyc_status = 'APPROVED' WHERE id = %s",
-            (uuid.UUID(user_name.removeprefix("users/")),),
-        ).rowcount
-    assert updated == 1, user_name
 
 
 def test_salaried_profile_is_approved(risk: RiskClient, scored_users: dict[str, str]) -> None:

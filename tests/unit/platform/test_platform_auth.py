@@ -129,6 +129,54 @@ async def test_revocation_store_down_fails_closed() -> None:
     )
 
 
+async def test_a_verified_token_is_remembered_but_still_expires(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    v = verifier()
+    now = int(time.time())
+    token = KEY.token(iat=now - 60, exp=now + 30)
+    assert (await v.verify(token)).subject == "user-1"
+    calls = []
+    monkeypatch.setattr(v, "_decode", lambda t: calls.append(t) or {})
+    assert (await v.verify(token)).subject == "user-1"
+    assert calls == [], "the second call is answered without re-checking the signature"
+    later = now + 30 + 6  # past exp and the 5 s leeway: the full check runs again
+    monkeypatch.setattr(time, "time", lambda: float(later))
+    with pytest.raises(KeyError):  # the stub's {} has no claims: it was called
+        await v.verify(token)
+    assert calls == [token]
+
+
+async def test_remembered_tokens_do_not_vouch_for_other_strings() -> None:
+    v = verifier()
+    token = KEY.token()
+    await v.verify(token)
+    header, payload, _signature = token.split(".")
+    # Same claims, another signature: not the remembered string, fully checked.
+    other_signature = OTHER.token(kid=KEY.kid).split(".")[2]
+    assert await reason_of(f"{header}.{payload}.{other_signature}", v) == errors.TOKEN_INVALID
+
+
+async def test_remembered_token_is_dropped_when_its_key_is_retired() -> None:
+    keys = jwks(KEY)
+    v = TokenVerifier(
+        Jwks.from_dict(keys), issuer=ISSUER, audience=AUDIENCE, revocations=SetRevocations()
+    )
+    token = KEY.token()
+    await v.verify(token)
+    v.jwks = Jwks.from_dict({"keys": []})  # the key was rotated out
+    assert await reason_of(token, v) == errors.TOKEN_INVALID
+
+
+async def test_revocation_is_checked_on_every_call_even_when_remembered() -> None:
+    revocations = SetRevocations()
+    v = verifier(revocations)
+    token = KEY.token()
+    await v.verify(token)
+    revocations.revoked.add("session-1")  # logged out a moment later
+    assert await reason_of(token, v) == errors.TOKEN_REVOKED
+
+
 async def test_jwks_file_reloads_for_new_kid(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

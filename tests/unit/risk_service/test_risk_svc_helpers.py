@@ -227,16 +227,10 @@ def test_feature_cache_is_bounded_and_keyed_by_statements_version() -> None:
 class _CountingDirectory:
     def __init__(self) -> None:
         self.calls = 0
-        self.kyc_reads = 0
-        self.kyc = "NOT_STARTED"
 
     async def person(self, user_id: str) -> PersonFacts:
         self.calls += 1
-        return PersonFacts(cpf="12345678909", birth_date=date(1990, 1, 1), kyc_status=self.kyc)
-
-    async def kyc_status(self, user_id: str) -> str:
-        self.kyc_reads += 1
-        return self.kyc
+        return PersonFacts(cpf="12345678909", birth_date=date(1990, 1, 1))
 
 
 async def test_identity_facts_are_reused_within_the_ttl_only() -> None:
@@ -246,19 +240,9 @@ async def test_identity_facts_are_reused_within_the_ttl_only() -> None:
     await cached.person("u1")
     await cached.person("u1")
     assert inner.calls == 1
-    now[0] = 31.0  # past the TTL: a KYC change would be seen now
+    now[0] = 31.0  # past the TTL: identity is asked again
     await cached.person("u1")
     assert inner.calls == 2
     await cached.person("u2")  # evicts u1 (one entry at most)
     await cached.person("u1")
     assert inner.calls == 4
-
-
-async def test_kyc_status_is_never_served_from_the_cache() -> None:
-    inner = _CountingDirectory()
-    cached = CachedIdentityDirectory(inner, ttl_seconds=30, max_entries=10, clock=lambda: 0.0)
-    assert (await cached.person("u1")).kyc_status == "NOT_STARTED"
-    inner.kyc = "APPROVED"  # KYC approves the customer a moment later
-    facts = await cached.person("u1")
-    assert facts.kyc_status == "APPROVED"
-    assert (inner.calls, inner.kyc_reads) == (1, 1)  # CPF/birth date reused, KYC read again
