@@ -10,7 +10,6 @@ reason; nothing here knows about protobuf.
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import json
 import uuid
@@ -57,7 +56,7 @@ from services.identity.events import (
 )
 from services.identity.service_views import UserView
 from services.identity.signing import TokenSigner
-from services.platform import audit, outbox
+from services.platform import audit, outbox, pagination
 from services.platform.auth import REVOKED_SESSION_PREFIX, Principal
 from services.platform.crypto import FieldCipher
 from services.platform.db import Database
@@ -483,20 +482,17 @@ class IdentityService:
         self, principal: Principal, user_ref: str, page_size: int, page_token: str
     ) -> DevicePage:
         user_id = _resolve_user(principal, user_ref)
-        if page_size < 0:
-            raise invalid_argument(
-                "PAGE_SIZE_INVALID",
-                "page_size must not be negative",
-                [("page_size", "must be >= 0")],
-            )
-        size = min(page_size or DEFAULT_PAGE_SIZE, store.MAX_PAGE_SIZE)
-        after = _decode_page_token(page_token, user_id) if page_token else None
+        size = pagination.page_size(
+            page_size, default=DEFAULT_PAGE_SIZE, maximum=store.MAX_PAGE_SIZE
+        )
+        listing = f"devices:{user_id}"
+        after = pagination.decode_time_id(page_token, listing) if page_token else None
         async with self._db.transaction() as conn:
             rows = await store.list_devices(conn, user_id, size + 1, after)
         next_token = ""
         if len(rows) > size:
             rows = rows[:size]
-            next_token = _encode_page_token(user_id, rows[-1])
+            next_token = pagination.encode_time_id(listing, rows[-1].created_at, rows[-1].id)
         return DevicePage(devices=rows, next_page_token=next_token)
 
     async def revoke_device(
@@ -767,23 +763,3 @@ def _invalid(violations: list[Violation]) -> AppError:
         "the request has invalid fields",
         [(v.field, v.description) for v in violations],
     )
-
-
-def _encode_page_token(user_id: uuid.UUID, last: store.DeviceRow) -> str:
-    raw = json.dumps({"u": str(user_id), "t": last.created_at.isoformat(), "i": str(last.id)})
-    return base64.urlsafe_b64encode(raw.encode()).decode()
-
-
-def _decode_page_token(token: str, user_id: uuid.UUID) -> tuple[datetime, uuid.UUID]:
-    try:
-        data = json.loads(base64.urlsafe_b64decode(token.encode()))
-        # A token is only valid for the listing that produced it (AIP-158).
-        if data["u"] != str(user_id):
-            raise ValueError("page token of another listing")
-        return datetime.fromisoformat(data["t"]), uuid.UUID(data["i"])
-    except (ValueError, KeyError, TypeError) as exc:
-        raise invalid_argument(
-            "PAGE_TOKEN_INVALID",
-            "page_token is not valid for this listing",
-            [("page_token", "use the next_page_token of the previous page")],
-        ) from exc

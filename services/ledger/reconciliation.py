@@ -12,9 +12,7 @@ the stored RPC response commit together or not at all.
 from __future__ import annotations
 
 import asyncio
-import base64
 import hashlib
-import json
 import re
 import uuid
 from collections.abc import Callable, Sequence
@@ -29,7 +27,7 @@ from sqlalchemy.dialects.postgresql import ARRAY, JSONB, TEXT, UUID
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.ledger.domain import reconciliation as rec
-from services.platform import audit
+from services.platform import audit, pagination
 from services.platform.auth import require_role
 from services.platform.db import Database
 from services.platform.errors import AppError, failed_precondition, invalid_argument, not_found
@@ -56,6 +54,7 @@ DEFAULT_RUN_PAGE = 20
 MAX_RUN_PAGE = 100
 DEFAULT_ITEM_PAGE = 100
 MAX_ITEM_PAGE = 1_000
+RUNS_LISTING = "reconciliations"
 
 RUN_PREFIX = "reconciliations/"
 REPORT_ALREADY_IMPORTED = "REPORT_ALREADY_IMPORTED"
@@ -531,14 +530,14 @@ class ReconciliationService:
 
     async def list(self, page_size: int, page_token: str) -> RunPage:
         require_role(*ROLES)
-        size = _page_size(page_size, DEFAULT_RUN_PAGE, MAX_RUN_PAGE)
-        after = _decode_run_token(page_token) if page_token else None
+        size = pagination.page_size(page_size, default=DEFAULT_RUN_PAGE, maximum=MAX_RUN_PAGE)
+        after = pagination.decode_time_id(page_token, RUNS_LISTING) if page_token else None
         async with self._db.transaction() as conn:
             rows = await list_runs(conn, size + 1, after)
         token = ""
         if len(rows) > size:
             rows = rows[:size]
-            token = _encode({"t": rows[-1].created_at.isoformat(), "i": str(rows[-1].id)})
+            token = pagination.encode_time_id(RUNS_LISTING, rows[-1].created_at, rows[-1].id)
         return RunPage(rows, token)
 
     async def list_items(
@@ -546,9 +545,12 @@ class ReconciliationService:
     ) -> ItemPage:
         require_role(*ROLES)
         run_id = parse_run_name(parent, "parent")
-        size = _page_size(page_size, DEFAULT_ITEM_PAGE, MAX_ITEM_PAGE)
+        size = pagination.page_size(page_size, default=DEFAULT_ITEM_PAGE, maximum=MAX_ITEM_PAGE)
         status_name = status.value if status is not None else None
-        after = _decode_item_token(page_token, run_id, status_name) if page_token else 0
+        # A token is only valid for the listing that produced it (AIP-158):
+        # same run, same status filter.
+        listing = f"reconciliation-items:{run_id}:{status_name or ''}"
+        after = pagination.decode_int(page_token, listing, minimum=1) if page_token else 0
         async with self._db.transaction() as conn:
             if await get_run(conn, run_id) is None:
                 raise not_found(RECONCILIATION_NOT_FOUND, f"{parent} does not exist")
@@ -556,7 +558,7 @@ class ReconciliationService:
         token = ""
         if len(rows) > size:
             rows = rows[:size]
-            token = _encode({"r": str(run_id), "s": status_name or "", "n": rows[-1].item_no})
+            token = pagination.encode_token(listing, rows[-1].item_no)
         return ItemPage(rows, token)
 
 
@@ -588,61 +590,3 @@ def parse_run_name(name: str, field: str) -> uuid.UUID:
             f"{field} must look like reconciliations/{{uuid}}",
             [(field, "must be reconciliations/{uuid}")],
         ) from exc
-
-
-def _page_size(requested: int, default: int, maximum: int) -> int:
-    if requested < 0:
-        raise invalid_argument(
-            PAGE_SIZE_INVALID, "page_size must not be negative", [("page_size", "must be >= 0")]
-        )
-    return min(requested or default, maximum)
-
-
-def _encode(data: dict[str, Any]) -> str:
-    return base64.urlsafe_b64encode(json.dumps(data, separators=(",", ":")).encode()).decode()
-
-
-def _bad_token() -> AppError:
-    return invalid_argument(
-        PAGE_TOKEN_INVALID,
-        "page_token is not valid for this listing",
-        [("page_token", "use the next_page_token of the previous page")],
-    )
-
-
-_MAX_TOKEN_CHARS = 512
-
-
-def _decode(token: str) -> dict[str, Any]:
-    if len(token) > _MAX_TOKEN_CHARS:
-        raise _bad_token()
-    try:
-        data = json.loads(base64.urlsafe_b64decode(token.encode()))
-    except ValueError as exc:
-        raise _bad_token() from exc
-    if not isinstance(data, dict):
-        raise _bad_token()
-    return data
-
-
-def _decode_run_token(token: str) -> tuple[datetime, uuid.UUID]:
-    data = _decode(token)
-    try:
-        moment = datetime.fromisoformat(data["t"])
-        if moment.tzinfo is None:
-            raise ValueError("naive")
-        return moment, uuid.UUID(data["i"])
-    except (KeyError, TypeError, ValueError) as exc:
-        raise _bad_token() from exc
-
-
-def _decode_item_token(token: str, run_id: uuid.UUID, status: str | None) -> int:
-    data = _decode(token)
-    # A token is only valid for the listing that produced it (AIP-158): same
-    # run, same status filter.
-    if data.get("r") != str(run_id) or data.get("s") != (status or ""):
-        raise _bad_token()
-    after = data.get("n")
-    if type(after) is not int or after < 1:
-        raise _bad_token()
-    return after

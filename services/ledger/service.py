@@ -13,7 +13,6 @@ lock the writer needs (only its advisory lock and its idempotency row).
 
 from __future__ import annotations
 
-import base64
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -42,7 +41,7 @@ from services.ledger.domain.validation import (
 from services.ledger.verify import Report, verify
 from services.ledger.views import AccountView, EntryView
 from services.ledger.writer import LedgerWriter
-from services.platform import audit, outbox
+from services.platform import audit, outbox, pagination
 from services.platform.auth import Principal
 from services.platform.db import Database
 from services.platform.errors import (
@@ -77,35 +76,12 @@ class Page(Generic[T]):
 
 
 def page_size(requested: int) -> int:
-    if requested < 0:
-        raise invalid_argument(
-            "PAGE_SIZE_INVALID", "page_size must not be negative", [("page_size", "negative")]
-        )
-    return min(requested or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
+    return pagination.page_size(requested, default=DEFAULT_PAGE_SIZE, maximum=MAX_PAGE_SIZE)
 
 
-def _token(value: str) -> str:
-    return base64.urlsafe_b64encode(value.encode()).decode()
-
-
-def _untoken(token: str) -> str:
-    try:
-        return base64.urlsafe_b64decode(token.encode()).decode()
-    except (ValueError, UnicodeDecodeError):
-        raise invalid_argument(
-            "PAGE_TOKEN_INVALID", "page_token is malformed", [("page_token", "malformed")]
-        ) from None
-
-
-def _seq_token(token: str) -> int | None:
-    if not token:
-        return None
-    raw = _untoken(token)
-    if not raw.isdigit() or len(raw) > 19:
-        raise invalid_argument(
-            "PAGE_TOKEN_INVALID", "page_token is malformed", [("page_token", "malformed")]
-        )
-    return int(raw)
+def _before_seq(token: str, listing: str) -> int | None:
+    """Journal-ordered listings (newest first) resume below the last journal_seq served."""
+    return pagination.decode_int(token, listing, minimum=1) if token else None
 
 
 def account_id_of(name: str, field: str = "name") -> uuid.UUID:
@@ -167,18 +143,19 @@ class LedgerService:
     ) -> Page[TransferRecord]:
         limit = page_size(size)
         account_id = account_id_of(account, "account") if account else None
+        listing = f"transfers:{external_reference}:{account_id or ''}:{state}"
         async with self._db.transaction() as conn:
             rows = await queries.list_transfers(
                 conn,
                 external_reference=external_reference,
                 account=account_id,
                 state=state,
-                before_seq=_seq_token(token),
+                before_seq=_before_seq(token, listing),
                 limit=limit + 1,
             )
         more = len(rows) > limit
         rows = rows[:limit]
-        return Page(rows, _token(str(rows[-1].journal_seq)) if more else "")
+        return Page(rows, pagination.encode_token(listing, rows[-1].journal_seq) if more else "")
 
     # -- accounts ---------------------------------------------------------
 
@@ -193,21 +170,15 @@ class LedgerService:
             if owner and owner != mine:
                 raise permission_denied(message="customers may only list their own accounts")
             owner = mine  # the filter is implied
-        after = None
-        if token:
-            try:
-                after = uuid.UUID(_untoken(token))
-            except ValueError:
-                raise invalid_argument(
-                    "PAGE_TOKEN_INVALID", "page_token is malformed", [("page_token", "malformed")]
-                ) from None
+        listing = f"accounts:{owner}:{kind}"
+        after = pagination.decode_id(token, listing) if token else None
         async with self._db.transaction() as conn:
             rows = await queries.list_accounts(
                 conn, owner=owner, kind=kind, after=after, limit=limit + 1
             )
         more = len(rows) > limit
         rows = rows[:limit]
-        return Page(rows, _token(str(rows[-1].id)) if more else "")
+        return Page(rows, pagination.encode_token(listing, str(rows[-1].id)) if more else "")
 
     async def get_account(self, principal: Principal, name: str) -> AccountView:
         account_id = account_id_of(name)
@@ -256,18 +227,21 @@ class LedgerService:
     ) -> tuple[AccountView, Page[EntryView]]:
         limit = page_size(size)
         account = await self.get_account(principal, parent)
+        window = f"{start.isoformat() if start else ''}:{end.isoformat() if end else ''}"
+        listing = f"entries:{account.id}:{window}"
         async with self._db.transaction() as conn:
             rows = await queries.list_entries(
                 conn,
                 account.id,
                 start=start,
                 end=end,
-                before_seq=_seq_token(token),
+                before_seq=_before_seq(token, listing),
                 limit=limit + 1,
             )
         more = len(rows) > limit
         rows = rows[:limit]
-        return account, Page(rows, _token(str(rows[-1].journal_seq)) if more else "")
+        next_token = pagination.encode_token(listing, rows[-1].journal_seq) if more else ""
+        return account, Page(rows, next_token)
 
     async def create_account(
         self, principal: Principal, view: AccountView, *, client_id: str

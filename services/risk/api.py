@@ -7,20 +7,20 @@ are checked for ownership in the service layer.
 
 from __future__ import annotations
 
-import base64
 from datetime import UTC
 from typing import Any, TypeAlias
 
 import grpc
 
 from fintech.risk.v1 import open_finance_pb2, open_finance_pb2_grpc, risk_pb2, risk_pb2_grpc
+from services.platform import pagination
 from services.platform.auth import current_principal
 from services.platform.errors import invalid_argument
 from services.platform.handlers import metadata_value
 from services.risk import events
 from services.risk.domain.scorecard import list_models
-from services.risk.service import OpenFinanceService, RiskService
-from services.risk.store import ConsentRow, HistoryRow, page_size
+from services.risk.service import OpenFinanceService, RiskService, page_size
+from services.risk.store import ConsentRow, HistoryRow
 
 Context: TypeAlias = grpc.aio.ServicerContext[Any, Any]
 IDEMPOTENCY_METADATA = "idempotency-key"
@@ -164,10 +164,13 @@ class RiskApi(risk_pb2_grpc.RiskServiceServicer):
         self, request: risk_pb2.ListModelVersionsRequest, context: Context
     ) -> risk_pb2.ListModelVersionsResponse:
         models = list_models()  # newest first, a handful of files
-        start = _offset_from(request.page_token)
+        # The list is a handful of files, fixed per release: an offset is a stable cursor.
+        start = pagination.decode_int(request.page_token, "models") if request.page_token else 0
         size = page_size(request.page_size)
         chosen = models[start : start + size]
-        token = _offset_token(start + size) if start + size < len(models) else ""
+        token = (
+            pagination.encode_token("models", start + size) if start + size < len(models) else ""
+        )
         versions = []
         for m in chosen:
             msg = risk_pb2.ModelVersion(
@@ -180,28 +183,6 @@ class RiskApi(risk_pb2_grpc.RiskServiceServicer):
                 msg.activate_time.CopyFrom(events.ts(m.activated_at))
             versions.append(msg)
         return risk_pb2.ListModelVersionsResponse(model_versions=versions, next_page_token=token)
-
-
-def _offset_token(offset: int) -> str:
-    return base64.urlsafe_b64encode(f"models:{offset}".encode()).decode()
-
-
-def _offset_from(token: str) -> int:
-    """A model-list token is an offset: the list is a few files, fixed per release."""
-    if not token:
-        return 0
-    try:
-        prefix, _, number = base64.urlsafe_b64decode(token.encode()).decode().partition(":")
-        offset = int(number)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise invalid_argument(
-            "PAGE_TOKEN_INVALID", "malformed page token", [("page_token", "malformed")]
-        ) from exc
-    if prefix != "models" or offset < 0:
-        raise invalid_argument(
-            "PAGE_TOKEN_INVALID", "malformed page token", [("page_token", "malformed")]
-        )
-    return offset
 
 
 def service_names() -> list[str]:

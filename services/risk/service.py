@@ -29,7 +29,7 @@ from temporalio.common import WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from fintech.identity.v1 import identity_pb2, identity_pb2_grpc
-from services.platform import audit
+from services.platform import audit, pagination
 from services.platform.auth import Principal, require_owner
 from services.platform.crypto import FieldCipher
 from services.platform.db import Database
@@ -316,15 +316,22 @@ class CachedIdentityDirectory:
 # ---------------------------------------------------------------- Open Finance
 
 
-def _bad_token(exc: Exception) -> AppError:
-    return invalid_argument("PAGE_TOKEN_INVALID", str(exc), [("page_token", "malformed")])
+def page_size(requested: int) -> int:
+    return pagination.page_size(
+        requested, default=store.DEFAULT_PAGE_SIZE, maximum=store.MAX_PAGE_SIZE
+    )
 
 
-def _next_token(rows: Sequence[Any], limit: int) -> str:
+def _after(token: str, listing: str) -> store.Keyset | None:
+    return pagination.decode_time_id(token, listing) if token else None
+
+
+def _next_token(rows: Sequence[Any], limit: int, listing: str) -> str:
     """Rows were fetched with limit + 1: one more means another page, after row `limit`."""
     if len(rows) <= limit:
         return ""
-    return store.encode_token(rows[limit - 1].created_at, rows[limit - 1].id)
+    last = rows[limit - 1]
+    return pagination.encode_time_id(listing, last.created_at, last.id)
 
 
 def _bank_unavailable(exc: Exception) -> AppError:
@@ -505,14 +512,13 @@ class OpenFinanceService:
     async def list_consents(
         self, principal: Principal, state: str | None, size: int, token: str
     ) -> tuple[list[tuple[store.ConsentRow, list[store.HistoryRow]]], str]:
-        limit = store.page_size(size)
-        try:
-            async with self._db.transaction() as conn:
-                rows = await store.list_consents(conn, principal.subject, state, limit + 1, token)
-                page = [(r, await store.consent_history(conn, r.id)) for r in rows[:limit]]
-        except store.PageTokenError as exc:
-            raise _bad_token(exc) from exc
-        return page, _next_token(rows, limit)
+        limit = page_size(size)
+        listing = f"consents:{principal.subject}:{state or ''}"
+        after = _after(token, listing)
+        async with self._db.transaction() as conn:
+            rows = await store.list_consents(conn, principal.subject, state, limit + 1, after)
+            page = [(r, await store.consent_history(conn, r.id)) for r in rows[:limit]]
+        return page, _next_token(rows, limit, listing)
 
     async def authorise_consent(
         self, principal: Principal, name: str, authorisation_code: str, redirect_state: str
@@ -668,15 +674,12 @@ class OpenFinanceService:
         consent_id = (
             parse_id(consent_name, events.CONSENT_PREFIX, "consent") if consent_name else None
         )
-        limit = store.page_size(size)
-        try:
-            async with self._db.transaction() as conn:
-                rows = await store.list_imports(
-                    conn, principal.subject, consent_id, limit + 1, token
-                )
-        except store.PageTokenError as exc:
-            raise _bad_token(exc) from exc
-        return rows[:limit], _next_token(rows, limit)
+        limit = page_size(size)
+        listing = f"imports:{principal.subject}:{consent_id or ''}"
+        after = _after(token, listing)
+        async with self._db.transaction() as conn:
+            rows = await store.list_imports(conn, principal.subject, consent_id, limit + 1, after)
+        return rows[:limit], _next_token(rows, limit, listing)
 
 
 def _import_range(from_text: str, to_text: str, today: date) -> tuple[date, date]:
@@ -840,13 +843,12 @@ class RiskService:
         self, user_name: str, size: int, token: str
     ) -> tuple[list[store.DecisionRow], str]:
         user_id = str(parse_id(user_name, events.USER_PREFIX, "user")) if user_name else None
-        limit = store.page_size(size)
-        try:
-            async with self._db.transaction() as conn:
-                rows = await store.list_decisions(conn, user_id, limit + 1, token)
-        except store.PageTokenError as exc:
-            raise _bad_token(exc) from exc
-        return rows[:limit], _next_token(rows, limit)
+        limit = page_size(size)
+        listing = f"decisions:{user_id or ''}"
+        after = _after(token, listing)
+        async with self._db.transaction() as conn:
+            rows = await store.list_decisions(conn, user_id, limit + 1, after)
+        return rows[:limit], _next_token(rows, limit, listing)
 
     async def replay(
         self, name: str, model_version: str

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import json
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -18,34 +16,11 @@ from services.projections import kyc_status
 from services.risk.domain.statements import StatementTransaction
 
 MAX_PAGE_SIZE = 100
+# The (created_at, id) of the last row of the previous page (newest first).
+Keyset = tuple[datetime, uuid.UUID]
 DEFAULT_PAGE_SIZE = 20
 # 12 months of a heavy user; Score never reads more than this many lines.
 MAX_SCORE_TRANSACTIONS = 100_000
-
-
-class PageTokenError(ValueError):
-    pass
-
-
-def page_size(requested: int) -> int:
-    if requested <= 0:
-        return DEFAULT_PAGE_SIZE
-    return min(requested, MAX_PAGE_SIZE)
-
-
-def encode_token(created_at: datetime, row_id: uuid.UUID) -> str:
-    raw = json.dumps([created_at.isoformat(), str(row_id)]).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def decode_token(token: str) -> tuple[datetime, uuid.UUID]:
-    """Keyset cursor (created_at, id) of the last row of the previous page."""
-    try:
-        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
-        created, row_id = json.loads(raw)
-        return datetime.fromisoformat(created), uuid.UUID(row_id)
-    except (ValueError, TypeError) as exc:
-        raise PageTokenError("malformed page token") from exc
 
 
 # ---------------------------------------------------------------- consents
@@ -188,12 +163,12 @@ async def consent_history(conn: AsyncConnection, consent_id: uuid.UUID) -> list[
 
 
 async def list_consents(
-    conn: AsyncConnection, user_id: str, state: str | None, limit: int, token: str
+    conn: AsyncConnection, user_id: str, state: str | None, limit: int, after: Keyset | None
 ) -> list[ConsentRow]:
     params: dict[str, Any] = {"user_id": user_id, "limit": limit, "state": state}
     cursor = ""
-    if token:
-        params["c_at"], params["c_id"] = decode_token(token)
+    if after is not None:
+        params["c_at"], params["c_id"] = after
         cursor = " AND (created_at, id) < (:c_at, :c_id)"
     rows = await conn.execute(
         text(
@@ -277,12 +252,16 @@ async def get_import(conn: AsyncConnection, import_id: uuid.UUID) -> ImportRow |
 
 
 async def list_imports(
-    conn: AsyncConnection, user_id: str, consent_id: uuid.UUID | None, limit: int, token: str
+    conn: AsyncConnection,
+    user_id: str,
+    consent_id: uuid.UUID | None,
+    limit: int,
+    after: Keyset | None,
 ) -> list[ImportRow]:
     params: dict[str, Any] = {"user_id": user_id, "limit": limit, "consent_id": consent_id}
     cursor = ""
-    if token:
-        params["c_at"], params["c_id"] = decode_token(token)
+    if after is not None:
+        params["c_at"], params["c_id"] = after
         cursor = " AND (created_at, id) < (:c_at, :c_id)"
     rows = await conn.execute(
         text(
@@ -542,12 +521,12 @@ async def get_decision(conn: AsyncConnection, decision_id: uuid.UUID) -> Decisio
 
 
 async def list_decisions(
-    conn: AsyncConnection, user_id: str | None, limit: int, token: str
+    conn: AsyncConnection, user_id: str | None, limit: int, after: Keyset | None
 ) -> list[DecisionRow]:
     params: dict[str, Any] = {"user_id": user_id, "limit": limit}
     cursor = ""
-    if token:
-        params["c_at"], params["c_id"] = decode_token(token)
+    if after is not None:
+        params["c_at"], params["c_id"] = after
         cursor = " AND (created_at, id) < (:c_at, :c_id)"
     rows = await conn.execute(
         text(

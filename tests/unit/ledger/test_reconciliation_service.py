@@ -14,6 +14,7 @@ from fintech.ledger.v1 import ledger_pb2
 from services.ledger import reconciliation as svc
 from services.ledger.domain import reconciliation as rec
 from services.ledger.reconciliation_api import item_message, reconciliation_message
+from services.platform import pagination
 from services.platform.auth import Principal, reset_principal, set_principal
 from services.platform.errors import AppError
 
@@ -134,31 +135,21 @@ async def test_page_tokens_are_bound_to_their_listing(
     service: svc.ReconciliationService, backoffice: Principal
 ) -> None:
     run = uuid.uuid4()
-    token = svc._encode({"r": str(run), "s": "MATCHED", "n": 7})
-    assert svc._decode_item_token(token, run, "MATCHED") == 7
-    for other_run, status in ((uuid.uuid4(), "MATCHED"), (run, None), (run, "AMOUNT_MISMATCH")):
-        with pytest.raises(AppError) as exc:
-            svc._decode_item_token(token, other_run, status)
-        assert exc.value.reason == "PAGE_TOKEN_INVALID"
-    for bad in ("%%%", "x" * 600, svc._encode({"r": str(run), "s": "", "n": "7"})):
-        with pytest.raises(AppError):
-            svc._decode_item_token(bad, run, None)
-    moment = datetime(2026, 11, 28, tzinfo=UTC)
-    assert svc._decode_run_token(svc._encode({"t": moment.isoformat(), "i": str(run)})) == (
-        moment,
-        run,
+    # Items of a missing run: the token is refused before the run is looked up.
+    token = pagination.encode_token(f"reconciliation-items:{run}:MATCHED", 7)
+    for status in (None, rec.MatchStatus.AMOUNT_MISMATCH):
+        error = await app_error(service.list_items(f"reconciliations/{run}", status, 10, token))
+        assert error.reason == "PAGE_TOKEN_INVALID"
+    other_run = uuid.uuid4()
+    error = await app_error(
+        service.list_items(f"reconciliations/{other_run}", rec.MatchStatus.MATCHED, 10, token)
     )
-    with pytest.raises(AppError):
-        svc._decode_run_token(svc._encode({"t": "2026-11-28T00:00:00", "i": str(run)}))
+    assert error.reason == "PAGE_TOKEN_INVALID"
+    naive = pagination.encode_token(svc.RUNS_LISTING, "2026-11-28T00:00:00", str(run))
+    error = await app_error(service.list(10, naive))
+    assert error.reason == "PAGE_TOKEN_INVALID"
     error = await app_error(service.list(-1, ""))
     assert error.reason == "PAGE_SIZE_INVALID"
-
-
-def test_page_sizes_default_and_cap() -> None:
-    assert svc._page_size(0, svc.DEFAULT_ITEM_PAGE, svc.MAX_ITEM_PAGE) == 100
-    assert svc._page_size(5000, svc.DEFAULT_ITEM_PAGE, svc.MAX_ITEM_PAGE) == 1000
-    assert svc._page_size(0, svc.DEFAULT_RUN_PAGE, svc.MAX_RUN_PAGE) == 20
-    assert svc._page_size(101, svc.DEFAULT_RUN_PAGE, svc.MAX_RUN_PAGE) == 100
 
 
 def test_the_day_is_a_sao_paulo_day() -> None:

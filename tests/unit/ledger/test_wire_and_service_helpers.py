@@ -23,6 +23,7 @@ from services.ledger.domain.model import (
 )
 from services.ledger.domain.validation import parse_transfer
 from services.ledger.views import AccountView, available, posted_balance
+from services.platform import pagination
 from services.platform.auth import Principal
 from services.platform.errors import AppError, details_from_status
 
@@ -96,11 +97,15 @@ def test_successful_result_has_code_zero_and_the_transfer() -> None:
 
 
 def test_page_tokens_are_opaque_and_checked() -> None:
-    token = service._token("42")
-    assert service._seq_token(token) == 42
-    with pytest.raises(AppError) as bad:
-        service._seq_token(service._token("x; DROP"))
-    assert bad.value.reason == "PAGE_TOKEN_INVALID"
+    token = pagination.encode_token("entries:a", 42)
+    assert service._before_seq(token, "entries:a") == 42
+    assert service._before_seq("", "entries:a") is None
+    for bad_token in (pagination.encode_token("entries:a", "x; DROP"), token + "x", "%%%"):
+        with pytest.raises(AppError) as bad:
+            service._before_seq(bad_token, "entries:a")
+        assert bad.value.reason == "PAGE_TOKEN_INVALID"
+    with pytest.raises(AppError):  # a token of another account or time window
+        service._before_seq(token, "entries:b")
     assert service.page_size(0) == service.DEFAULT_PAGE_SIZE
     assert service.page_size(10_000) == service.MAX_PAGE_SIZE
 

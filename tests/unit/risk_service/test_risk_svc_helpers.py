@@ -10,8 +10,9 @@ from datetime import UTC, date, datetime, timedelta
 import grpc
 import pytest
 
+from services.platform import pagination
 from services.platform.errors import AppError
-from services.risk import api, store
+from services.risk import store
 from services.risk.domain.decision import Applicant, decide
 from services.risk.domain.features import Features
 from services.risk.domain.scorecard import load_model
@@ -104,27 +105,13 @@ def test_import_range_defaults_to_twelve_months_and_refuses_bad_ranges() -> None
         assert caught.value.reason == "IMPORT_RANGE_INVALID"
 
 
-def test_page_tokens_round_trip_and_reject_garbage() -> None:
-    ident = uuid.uuid4()
-    assert store.decode_token(store.encode_token(NOW, ident)) == (NOW, ident)
-    with pytest.raises(store.PageTokenError):
-        store.decode_token("not-a-token")
-    assert store.page_size(0) == store.DEFAULT_PAGE_SIZE
-    assert store.page_size(10_000) == store.MAX_PAGE_SIZE
-
-
 def test_next_token_only_when_there_is_one_more_row() -> None:
     rows = [_consent("AUTHORISED") for _ in range(3)]
-    assert _next_token(rows, 3) == ""
-    token = _next_token(rows, 2)
-    assert store.decode_token(token) == (rows[1].created_at, rows[1].id)
-
-
-def test_model_list_tokens_are_offsets() -> None:
-    assert api._offset_from(api._offset_token(7)) == 7
-    assert api._offset_from("") == 0
-    with pytest.raises(AppError):
-        api._offset_from("garbage!")
+    assert _next_token(rows, 3, "consents:u1:") == ""
+    token = _next_token(rows, 2, "consents:u1:")
+    assert pagination.decode_time_id(token, "consents:u1:") == (rows[1].created_at, rows[1].id)
+    with pytest.raises(AppError):  # the same token for another filter
+        pagination.decode_time_id(token, "consents:u1:AUTHORISED")
 
 
 APPLICANT = Applicant(
