@@ -129,3 +129,12 @@ def _port(env: Mapping[str, str], name: str, default: int | None) -> int:
     if not 0 <= value <= 65535:
         raise SettingsError(f"{name} out of range: {value}")
     return value
+
+
+def required_env(name: str, environ: Mapping[str, str] | None = None) -> str:
+    """A service-specific variable (a provider's URL, another service's address)
+    that has no safe default: missing or blank stops start-up with its name."""
+    value = (os.environ if environ is None else environ).get(name, "").strip()
+    if not value:
+        raise SettingsError(f"{name} is required")
+    return value

@@ -9,8 +9,6 @@ kyc events that keeps risk's KYC status projection (kyc_projection.py).
 
 from __future__ import annotations
 
-import os
-
 import grpc
 
 from services.platform import temporal
@@ -18,6 +16,7 @@ from services.platform.app import ServiceContext, run_service
 from services.platform.consumer import DurableConsumer
 from services.platform.crypto import FieldCipher
 from services.platform.http_client import DbCallLog
+from services.platform.settings import required_env
 from services.risk import api, kyc_projection
 from services.risk.bureau import BureauClient
 from services.risk.open_finance import OpenFinanceClient
@@ -35,22 +34,15 @@ from services.risk.workflows import ImportActivities, StatementImportWorkflow
 MAX_CONCURRENT_IMPORT_ACTIVITIES = 8
 
 
-def _required(name: str) -> str:
-    value = os.environ.get(name, "").strip()
-    if not value:
-        raise RuntimeError(f"risk needs {name}")
-    return value
-
-
 async def setup(ctx: ServiceContext, server: grpc.aio.Server) -> list[str]:
     settings = ctx.settings
     assert settings.secrets_dir is not None, "risk needs FINTECH_SECRETS_DIR for its PII keys"
     cipher = FieldCipher.from_file(settings.secret_path("pii_keys.json"))
     call_log = DbCallLog(ctx.db)
-    bank = OpenFinanceClient(_required("FINTECH_OPEN_FINANCE_URL"), call_log=call_log)
-    bureau = BureauClient(_required("FINTECH_BUREAU_URL"), ctx.redis, cipher, call_log=call_log)
+    bank = OpenFinanceClient(required_env("FINTECH_OPEN_FINANCE_URL"), call_log=call_log)
+    bureau = BureauClient(required_env("FINTECH_BUREAU_URL"), ctx.redis, cipher, call_log=call_log)
     identity = CachedIdentityDirectory(
-        GrpcIdentityDirectory(ctx.service_channel(_required("FINTECH_TARGET_IDENTITY")))
+        GrpcIdentityDirectory(ctx.service_channel(required_env("FINTECH_TARGET_IDENTITY")))
     )
     client = await temporal.connect(settings)
     open_finance = OpenFinanceService(ctx.db, cipher, bank, identity, client)

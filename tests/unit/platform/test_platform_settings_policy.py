@@ -129,3 +129,12 @@ def test_db_pool_size_is_bounded() -> None:
     for bad in ("0", "51", "many"):
         with pytest.raises(SettingsError):
             Settings.from_env("kyc", {**base, "FINTECH_DB_POOL_SIZE": bad})
+
+
+def test_required_env_names_what_is_missing() -> None:
+    from services.platform.settings import SettingsError, required_env
+
+    assert required_env("FINTECH_X_URL", {"FINTECH_X_URL": " http://x "}) == "http://x"
+    for env in ({}, {"FINTECH_X_URL": "  "}):
+        with pytest.raises(SettingsError, match="FINTECH_X_URL"):
+            required_env("FINTECH_X_URL", env)
