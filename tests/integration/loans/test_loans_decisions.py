@@ -1,0 +1,156 @@
+"""Risk's decision on a loan: a counter-offer accepted or cancelled, a decline
+with reasons, and a declined customer refused at simulation.
+
+Simulations use the band cached in Redis while the loan decision always asks
+risk afresh. Seeding that cache with a wider band than risk would give is how
+these tests make a quote that the real decision then reduces or declines (the
+same happens in production when a customer's situation changes between the
+simulation and the application).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+import uuid
+from collections.abc import Callable, Iterator
+
+import grpc
+import pytest
+import redis
+
+from devstack.stack import Stack
+from fintech.loans.v1 import loans_pb2
+from services.loans.risk_gateway import (
+    BAND_CACHE_PREFIX,
+    BAND_CACHE_SECONDS,
+    LOCAL_CACHE_SECONDS,
+)
+from tests.integration.loans.loans_it_support import (
+    Borrower,
+    LedgerClient,
+    LoansClient,
+    prepare_borrower,
+    receivable_id_of,
+    rpc_error,
+)
+from tests.integration.risk.risk_it_cpfs import DECLINED_CPFS
+
+pytestmark = pytest.mark.integration
+
+ABOVE_ANY_BAND = 60_000_00  # the best band lends R$ 50.000,00 at most
+OFFERED = loans_pb2.LOAN_STATE_OFFERED
+Seed = Callable[[str], None]
+REASON = re.compile(r"[A-Z][A-Z_]+: \S")  # "CODE: description"
+
+
+@pytest.fixture
+def wide_band(stack: Stack) -> Iterator[Seed]:
+    """Seed a borrower's cached band (R$ 1M limit at 2.29% a.m.); removed afterwards."""
+    client = redis.Redis.from_url(stack.infra.redis_url)
+    seeded: list[str] = []
+
+    def seed(user_id: str) -> None:
+        band = {
+            "outcome": "APPROVED",
+            "band": "B",
+            "monthly_rate": "0.0229",
+            "max_amount_minor": 1_000_000_00,
+            "decision": "",
+            "reasons": [],
+        }
+        client.set(BAND_CACHE_PREFIX + user_id, json.dumps(band), ex=BAND_CACHE_SECONDS)
+        seeded.append(user_id)
+        time.sleep(LOCAL_CACHE_SECONDS + 0.2)  # loans' in-process copy has expired
+
+    yield seed
+    for user_id in seeded:
+        client.delete(BAND_CACHE_PREFIX + user_id)
+    client.close()
+    if seeded:
+        time.sleep(LOCAL_CACHE_SECONDS + 0.2)  # nor does the seeded band linger
+
+
+def test_counter_offer_accepted_is_funded_with_the_lower_amount(
+    borrower: Borrower, loans: LoansClient, ledger: LedgerClient, wide_band: Seed
+) -> None:
+    wide_band(borrower.user_id)
+    q = loans.simulate(ABOVE_ANY_BAND, 12)
+    loan = loans.wait_state(loans.create(q.name).name, {OFFERED})
+    offered = loan.approved_principal.minor_units
+    assert 0 < offered < ABOVE_ANY_BAND
+    assert loan.terms.principal.minor_units == offered  # terms recomputed for the offer
+    assert loan.terms.monthly_rate == q.monthly_rate
+    assert loan.terms.financed_amount.minor_units < q.financed_amount.minor_units
+    # Nothing moved before the customer accepts.
+    receivable = f"accounts/{receivable_id_of(loan.name.removeprefix('loans/'))}"
+    assert ledger.net_debit_or_none(receivable) is None
+
+    accepted = loans.stub.AcceptLoanOffer(
+        loans_pb2.AcceptLoanOfferRequest(name=loan.name),
+        metadata=loans.tokens.metadata(uuid.uuid4().hex),
+    )
+    assert accepted.state in (loans_pb2.LOAN_STATE_FUNDING, loans_pb2.LOAN_STATE_FUNDED)
+    funded = loans.wait_state(loan.name, {loans_pb2.LOAN_STATE_FUNDED})
+    assert ledger.net_debit(funded.receivable_account) == loan.terms.financed_amount.minor_units
+
+    wallet = ledger.wallet(borrower.user)
+    ledger.top_up(wallet, loans.payoff_quote(loan.name).payoff_amount.minor_units)
+    assert loans.pay(loan.name, payoff=True).loan.state == loans_pb2.LOAN_STATE_PAID
+
+
+def test_counter_offer_cancelled_moves_nothing(
+    borrower: Borrower, loans: LoansClient, ledger: LedgerClient, wide_band: Seed
+) -> None:
+    wide_band(borrower.user_id)
+    q = loans.simulate(ABOVE_ANY_BAND, 6)
+    loan = loans.wait_state(loans.create(q.name).name, {OFFERED})
+    cancelled = loans.stub.CancelLoan(
+        loans_pb2.CancelLoanRequest(name=loan.name),
+        metadata=loans.tokens.metadata(uuid.uuid4().hex),
+    )
+    assert cancelled.state == loans_pb2.LOAN_STATE_CANCELLED
+    assert cancelled.HasField("close_time")
+    # Accepting afterwards is refused with a reason; so is cancelling a funded loan.
+    err = rpc_error(
+        lambda: loans.stub.AcceptLoanOffer(
+            loans_pb2.AcceptLoanOfferRequest(name=loan.name),
+            metadata=loans.tokens.metadata(uuid.uuid4().hex),
+        )
+    )
+    assert (err.code, err.reason) == (grpc.StatusCode.FAILED_PRECONDITION, "NO_OFFER")
+    receivable = f"accounts/{receivable_id_of(loan.name.removeprefix('loans/'))}"
+    assert ledger.net_debit_or_none(receivable) is None
+
+
+@pytest.fixture(scope="module")
+def gambler(stack: Stack) -> Borrower:
+    return prepare_borrower(stack, DECLINED_CPFS["gambler"])
+
+
+def test_declined_customer_is_refused_at_simulation(stack: Stack, gambler: Borrower) -> None:
+    client = LoansClient(stack, gambler.user_id, ["user"])
+    try:
+        err = rpc_error(lambda: client.simulate(1_000_00, 12))
+        assert (err.code, err.reason) == (grpc.StatusCode.FAILED_PRECONDITION, "CREDIT_DECLINED")
+        # The customer is told why: risk's reason codes with their descriptions.
+        assert REASON.search(err.message.split("now:", 1)[1]), err.message
+    finally:
+        client.close()
+
+
+def test_decline_at_decision_carries_risks_reasons(
+    stack: Stack, gambler: Borrower, wide_band: Seed
+) -> None:
+    wide_band(gambler.user_id)
+    client = LoansClient(stack, gambler.user_id, ["user"])
+    try:
+        q = client.simulate(1_000_00, 12)
+        loan = client.wait_state(client.create(q.name).name, {loans_pb2.LOAN_STATE_DECLINED})
+        assert loan.decline_reasons
+        assert all(REASON.match(r) for r in loan.decline_reasons), loan.decline_reasons
+        assert loan.risk_decision.startswith("decisions/")
+        assert loan.HasField("close_time")
+    finally:
+        client.close()
