@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
 from decimal import Decimal
-from typing import Protocol
+from typing import Any, Protocol
 
 import grpc
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -51,6 +51,7 @@ from services.loans.ledger_gateway import (
 from services.loans.payout import pix_key_type
 from services.loans.remote import CallPolicy, RemoteService, RemoteUnavailableError
 from services.loans.risk_gateway import CachedBands
+from services.platform import pagination
 from services.platform.auth import Principal, current_principal, require_owner
 from services.platform.crypto import FieldCipher
 from services.platform.db import Database
@@ -95,8 +96,15 @@ def parse_id(name: str, prefix: str, field: str, suffix: str = "") -> uuid.UUID:
     )
 
 
-def _bad_token(exc: Exception) -> AppError:
-    return invalid_argument("PAGE_TOKEN_INVALID", str(exc), [("page_token", "malformed")])
+def _after(token: str, listing: str) -> store.Keyset | None:
+    return pagination.decode_time_id(token, listing) if token else None
+
+
+def _next_token(rows: Sequence[Any], limit: int, listing: str) -> str:
+    """Rows were fetched with limit + 1: one more means another page, after row `limit`."""
+    if len(rows) <= limit:
+        return ""
+    return pagination.encode_time_id(listing, rows[limit - 1].created_at, rows[limit - 1].id)
 
 
 class KycDirectory(Protocol):
@@ -440,17 +448,15 @@ class LoansService:
             value = loans_pb2.LoanState.ValueType(state_filter)
             state_name = loans_pb2.LoanState.Name(value).removeprefix("LOAN_STATE_")
         limit = store.page_size(size)
+        listing = f"loans:{user_id or ''}:{state_name or ''}"
+        after = _after(token, listing)
         today = await self._clock.today()
-        try:
-            async with self._db.transaction() as conn:
-                rows = await store.list_loans(conn, user_id, state_name, limit + 1, token)
-                loans = [await self._loan_message(conn, r, today) for r in rows[:limit]]
-        except store.PageTokenError as exc:
-            raise _bad_token(exc) from exc
-        next_token = ""
-        if len(rows) > limit:
-            next_token = store.encode_token(rows[limit - 1].created_at, rows[limit - 1].id)
-        return loans_pb2.ListLoansResponse(loans=loans, next_page_token=next_token)
+        async with self._db.transaction() as conn:
+            rows = await store.list_loans(conn, user_id, state_name, limit + 1, after)
+            loans = [await self._loan_message(conn, r, today) for r in rows[:limit]]
+        return loans_pb2.ListLoansResponse(
+            loans=loans, next_page_token=_next_token(rows, limit, listing)
+        )
 
     async def accept_offer(self, principal: Principal, name: str) -> loans_pb2.Loan:
         loan_id = parse_id(name, wire.LOAN_PREFIX, "name")
@@ -662,18 +668,14 @@ class LoansService:
     ) -> loans_pb2.ListLoanPaymentsResponse:
         loan_id = parse_id(parent, wire.LOAN_PREFIX, "parent")
         limit = store.page_size(size)
-        try:
-            async with self._db.transaction() as conn:
-                await self._owned(conn, loan_id, read=True)
-                rows = await store.list_payments(conn, loan_id, limit + 1, token)
-        except store.PageTokenError as exc:
-            raise _bad_token(exc) from exc
-        next_token = ""
-        if len(rows) > limit:
-            next_token = store.encode_token(rows[limit - 1].created_at, rows[limit - 1].id)
+        listing = f"loan-payments:{loan_id}"
+        after = _after(token, listing)
+        async with self._db.transaction() as conn:
+            await self._owned(conn, loan_id, read=True)
+            rows = await store.list_payments(conn, loan_id, limit + 1, after)
         return loans_pb2.ListLoanPaymentsResponse(
             loan_payments=[wire.payment_message(r, None) for r in rows[:limit]],
-            next_page_token=next_token,
+            next_page_token=_next_token(rows, limit, listing),
         )
 
     async def list_events(
@@ -681,14 +683,14 @@ class LoansService:
     ) -> loans_pb2.ListLoanEventsResponse:
         loan_id = parse_id(parent, wire.LOAN_PREFIX, "parent")
         limit = store.page_size(size, store.DEFAULT_EVENTS_PAGE_SIZE, store.MAX_EVENTS_PAGE_SIZE)
-        try:
-            async with self._db.transaction() as conn:
-                if await store.get_loan(conn, loan_id) is None:
-                    raise permission_denied("PERMISSION_DENIED", "no such loan")
-                rows = await store.list_events(conn, loan_id, limit + 1, token)
-        except store.PageTokenError as exc:
-            raise _bad_token(exc) from exc
-        next_token = store.encode_token(rows[limit - 1].seq) if len(rows) > limit else ""
+        listing = f"loan-events:{loan_id}"
+        after = pagination.decode_int(token, listing, minimum=1) if token else 0
+        async with self._db.transaction() as conn:
+            if await store.get_loan(conn, loan_id) is None:
+                raise permission_denied("PERMISSION_DENIED", "no such loan")
+            rows = await store.list_events(conn, loan_id, limit + 1, after)
+        more = len(rows) > limit
+        next_token = pagination.encode_token(listing, rows[limit - 1].seq) if more else ""
         return loans_pb2.ListLoanEventsResponse(
             loan_events=[wire.event_message(r) for r in rows[:limit]], next_page_token=next_token
         )

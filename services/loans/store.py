@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import json
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -16,6 +14,7 @@ from sqlalchemy.dialects.postgresql import ARRAY, INTEGER, JSONB, TEXT
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.loans.domain.charges import Installment
+from services.platform import pagination
 
 MAX_PAGE_SIZE = 100
 DEFAULT_PAGE_SIZE = 20
@@ -24,32 +23,14 @@ DEFAULT_EVENTS_PAGE_SIZE = 50
 ACCRUAL_BATCH = 200  # loans per accrual activity page
 
 
-class PageTokenError(ValueError):
-    pass
+# The (created_at, id) of the last row of the previous page (newest first).
+Keyset = tuple[datetime, uuid.UUID]
 
 
 def page_size(
     requested: int, default: int = DEFAULT_PAGE_SIZE, maximum: int = MAX_PAGE_SIZE
 ) -> int:
-    if requested <= 0:
-        return default
-    return min(requested, maximum)
-
-
-def encode_token(*parts: Any) -> str:
-    raw = json.dumps([p.isoformat() if isinstance(p, datetime) else str(p) for p in parts])
-    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
-
-
-def decode_token(token: str, count: int) -> list[str]:
-    try:
-        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
-        parts = json.loads(raw)
-    except (ValueError, TypeError) as exc:
-        raise PageTokenError("malformed page token") from exc
-    if not isinstance(parts, list) or len(parts) != count:
-        raise PageTokenError("malformed page token")
-    return [str(p) for p in parts]
+    return pagination.page_size(requested, default=default, maximum=maximum)
 
 
 # ---------------------------------------------------------------- quotes
@@ -207,7 +188,7 @@ async def user_has_loan_in(conn: AsyncConnection, user_id: str, states: Sequence
 
 
 async def list_loans(
-    conn: AsyncConnection, user_id: str | None, state: str | None, limit: int, token: str
+    conn: AsyncConnection, user_id: str | None, state: str | None, limit: int, after: Keyset | None
 ) -> list[LoanRow]:
     where = ["true"]
     params: dict[str, Any] = {"limit": limit}
@@ -217,13 +198,8 @@ async def list_loans(
     if state is not None:
         where.append("state = :state")
         params["state"] = state
-    if token:
-        created, last_id = decode_token(token, 2)
-        try:
-            params["c"] = datetime.fromisoformat(created)
-            params["i"] = uuid.UUID(last_id)
-        except ValueError as exc:
-            raise PageTokenError("malformed page token") from exc
+    if after is not None:
+        params["c"], params["i"] = after
         where.append("(created_at, id) < (:c, :i)")
     sql = (
         f"SELECT {_LOAN_COLS} FROM loans WHERE {' AND '.join(where)}"
@@ -410,17 +386,12 @@ async def get_payment(conn: AsyncConnection, payment_id: uuid.UUID) -> PaymentRo
 
 
 async def list_payments(
-    conn: AsyncConnection, loan_id: uuid.UUID, limit: int, token: str
+    conn: AsyncConnection, loan_id: uuid.UUID, limit: int, after: Keyset | None
 ) -> list[PaymentRow]:
     params: dict[str, Any] = {"loan": loan_id, "limit": limit}
     cursor = ""
-    if token:
-        created, last_id = decode_token(token, 2)
-        try:
-            params["c"] = datetime.fromisoformat(created)
-            params["i"] = uuid.UUID(last_id)
-        except ValueError as exc:
-            raise PageTokenError("malformed page token") from exc
+    if after is not None:
+        params["c"], params["i"] = after
         cursor = " AND (created_at, id) < (:c, :i)"
     rows = await conn.execute(
         text(
@@ -485,15 +456,9 @@ async def insert_event(
 
 
 async def list_events(
-    conn: AsyncConnection, loan_id: uuid.UUID, limit: int, token: str
+    conn: AsyncConnection, loan_id: uuid.UUID, limit: int, after: int
 ) -> list[EventRow]:
-    after = 0
-    if token:
-        (seq,) = decode_token(token, 1)
-        try:
-            after = int(seq)
-        except ValueError as exc:
-            raise PageTokenError("malformed page token") from exc
+    """Oldest first (a history), after event number `after` (0: from the start)."""
     rows = await conn.execute(
         text(
             f"SELECT {_EVENT_COLS} FROM loan_events WHERE loan_id = :loan AND seq > :after"
