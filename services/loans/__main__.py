@@ -30,19 +30,13 @@ from services.loans.workflows import (
 from services.platform import temporal
 from services.platform.app import ServiceContext, run_service
 from services.platform.crypto import FieldCipher
+from services.platform.settings import required_env
 
 log = logging.getLogger(__name__)
 
 # Funding and accrual activities wait on the ledger; 8 at a time leaves the
 # DB pool (10) room for RPCs on a shared 2-core box.
 MAX_CONCURRENT_ACTIVITIES = 8
-
-
-def _required(name: str) -> str:
-    value = os.environ.get(name, "").strip()
-    if not value:
-        raise RuntimeError(f"loans needs {name}")
-    return value
 
 
 async def setup(ctx: ServiceContext, server: grpc.aio.Server) -> list[str]:
@@ -52,9 +46,9 @@ async def setup(ctx: ServiceContext, server: grpc.aio.Server) -> list[str]:
     clock = Clock(ctx.db)
     if clock.is_test:
         log.warning("loans runs with the TEST clock (FINTECH_LOANS_TEST_CLOCK=1)")
-    risk = GrpcRiskGateway(ctx.service_channel(_required("FINTECH_TARGET_RISK")))
-    ledger = GrpcLedger(ctx.service_channel(_required("FINTECH_TARGET_LEDGER")))
-    kyc = GrpcKycDirectory(ctx.service_channel(_required("FINTECH_TARGET_IDENTITY")))
+    risk = GrpcRiskGateway(ctx.service_channel(required_env("FINTECH_TARGET_RISK")))
+    ledger = GrpcLedger(ctx.service_channel(required_env("FINTECH_TARGET_LEDGER")))
+    kyc = GrpcKycDirectory(ctx.service_channel(required_env("FINTECH_TARGET_IDENTITY")))
     client = await temporal.connect(settings)
     service = LoansService(ctx.db, clock, CachedBands(risk, ctx.redis), kyc, ledger, client, cipher)
     payments = os.environ.get("FINTECH_TARGET_PAYMENTS", "").strip()
