@@ -2,8 +2,11 @@
 
 A durable JetStream consumer of `fintech.events.kyc.>` (platform consumer:
 each event handled once per consumer, in the transaction that records it).
-The mapping from events to statuses is shared with risk
-(services/projections/kyc_status.py).
+The event → status mapping is shared with risk's projection
+(services/projections/kyc_status.py): kyc.requested → PENDING,
+kyc.review_required → IN_REVIEW, kyc.approved → APPROVED, kyc.declined →
+DECLINED, kyc.status_changed → WAITING_PROVIDER / PENDING only while the
+process is still running, so a late progress event never overwrites a decision.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ def consumer_settings() -> ConsumerSettings:
 async def apply_kyc_event(conn: AsyncConnection, event: Event) -> None:
     change = kyc_status.status_change(event)
     if change is None:
-        return  # not about the profile: acknowledged and ignored
+        return  # not about the status: acknowledged and ignored
     await conn.execute(
         _SET, {"id": change.user_id, "s": change.status, "only": list(change.only_from)}
     )

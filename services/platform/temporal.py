@@ -69,6 +69,7 @@ async def run_worker(
     *,
     stop: asyncio.Event | None = None,
     max_concurrent_activities: int = 20,
+    max_concurrent_workflow_tasks: int = 20,
     graceful_shutdown: timedelta = DEFAULT_GRACEFUL_SHUTDOWN,
 ) -> None:
     """Run a worker until `stop` is set (or the task is cancelled), then shut down
@@ -79,6 +80,7 @@ async def run_worker(
         workflows,
         activities,
         max_concurrent_activities=max_concurrent_activities,
+        max_concurrent_workflow_tasks=max_concurrent_workflow_tasks,
         graceful_shutdown=graceful_shutdown,
     )
     runner = asyncio.create_task(worker.run(), name=f"temporal-worker-{task_queue}")
