@@ -27,6 +27,7 @@ from services.platform import temporal
 from services.platform.app import ServiceContext, run_service
 from services.platform.crypto import FieldCipher
 from services.platform.http_client import DbCallLog
+from services.platform.settings import required_env
 
 log = logging.getLogger(__name__)
 
@@ -42,13 +43,6 @@ DEFAULT_GOVDOCS_CLIENT_ID = "fintech-kyc"
 DEFAULT_GOVDOCS_SECRET = "govdocs-dev-secret"  # noqa: S105 - the simulator's documented dev default
 
 
-def _required(name: str) -> str:
-    value = os.environ.get(name, "").strip()
-    if not value:
-        raise RuntimeError(f"kyc needs {name}")
-    return value
-
-
 async def setup(ctx: ServiceContext, server: grpc.aio.Server) -> list[str]:
     settings = ctx.settings
     # Every provider attempt is already in third_party_calls (redacted); httpx's
@@ -59,21 +53,21 @@ async def setup(ctx: ServiceContext, server: grpc.aio.Server) -> list[str]:
     lists = await asyncio.to_thread(load_lists)  # a few seconds for the OFAC snapshot
     log.info("screening lists loaded: %d entries (version %s)", len(lists.index), lists.version)
     objects = ObjectStore(
-        _required("FINTECH_S3_ENDPOINT"),
+        required_env("FINTECH_S3_ENDPOINT"),
         os.environ.get("FINTECH_KYC_BUCKET", DEFAULT_BUCKET),
         Credentials.from_file(settings.secret_path("s3_credentials.json")),
     )
     await objects.ensure_bucket()
     call_log = KycCallLog(DbCallLog(ctx.db))
-    receita = ReceitaClient(_required("FINTECH_RECEITA_URL"), call_log=call_log)
+    receita = ReceitaClient(required_env("FINTECH_RECEITA_URL"), call_log=call_log)
     govdocs = GovDocsClient(
-        _required("FINTECH_GOVDOCS_URL"),
+        required_env("FINTECH_GOVDOCS_URL"),
         os.environ.get("FINTECH_GOVDOCS_CLIENT_ID", DEFAULT_GOVDOCS_CLIENT_ID),
         os.environ.get("FINTECH_GOVDOCS_CLIENT_SECRET", DEFAULT_GOVDOCS_SECRET),
         call_log=call_log,
     )
-    bureau = BureauClient(_required("FINTECH_BUREAU_URL"), ctx.redis, cipher, call_log=call_log)
-    identity = GrpcIdentityDirectory(ctx.service_channel(_required("FINTECH_TARGET_IDENTITY")))
+    bureau = BureauClient(required_env("FINTECH_BUREAU_URL"), ctx.redis, cipher, call_log=call_log)
+    identity = GrpcIdentityDirectory(ctx.service_channel(required_env("FINTECH_TARGET_IDENTITY")))
     client = await temporal.connect(settings)
     service = KycService(ctx.db, cipher, objects, client, lists)
     activities = KycActivities(ctx.db, service, identity, receita, govdocs, bureau, lists)

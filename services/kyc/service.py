@@ -17,7 +17,7 @@ import re
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Awaitable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
@@ -36,7 +36,7 @@ from services.kyc.domain.rules import CHECK_ORDER
 from services.kyc.domain.screening import DEFAULT_THRESHOLD, Hit, screen
 from services.kyc.lists import ScreeningLists
 from services.kyc.objectstore import ObjectStore
-from services.platform import audit
+from services.platform import audit, pagination
 from services.platform.auth import Principal
 from services.platform.crypto import FieldCipher
 from services.platform.db import Database
@@ -50,8 +50,7 @@ from services.platform.errors import (
 
 log = logging.getLogger(__name__)
 
-R = TypeVar("R")
-P = TypeVar("P", store.DocumentRow, store.SubmissionRow)
+P = TypeVar("P", store.DocumentRow, store.SubmissionRow, store.ReviewRow)
 
 TASK_QUEUE = "kyc"
 WORKFLOW = "KycProcess"
@@ -273,17 +272,11 @@ class KycService:
     ) -> tuple[list[store.DocumentRow], str]:
         user_id = _user_id(principal)
         limit = store.page_size(size)
+        listing = f"documents:{user_id}"
+        after = _after(token, listing)
         async with self._db.transaction() as conn:
-            rows = await self._paged(store.list_documents(conn, user_id, limit + 1, token))
-        return _page(rows, limit)
-
-    async def _paged(self, rows: Awaitable[list[R]]) -> list[R]:
-        try:
-            return await rows
-        except store.PageTokenError as exc:
-            raise invalid_argument(
-                "PAGE_TOKEN_INVALID", "malformed page token", [("page_token", "malformed")]
-            ) from exc
+            rows = await store.list_documents(conn, user_id, limit + 1, after)
+        return _page(rows, limit, listing)
 
     def decrypt_number(self, row: store.DocumentRow) -> str:
         assert row.number_ciphertext is not None
@@ -369,9 +362,11 @@ class KycService:
     ) -> tuple[list[tuple[store.SubmissionRow, list[store.CheckRow]]], str]:
         user_id = _user_id(principal)
         limit = store.page_size(size)
+        listing = f"submissions:{user_id}"
+        after = _after(token, listing)
         async with self._db.transaction() as conn:
-            rows = await self._paged(store.list_submissions(conn, user_id, limit + 1, token))
-            page, next_token = _page(rows, limit)
+            rows = await store.list_submissions(conn, user_id, limit + 1, after)
+            page, next_token = _page(rows, limit, listing)
             checks = await store.checks_for(conn, [s.id for s in page])
         return [(s, checks[s.id]) for s in page], next_token
 
@@ -441,12 +436,11 @@ class KycService:
         self, state: str, size: int, token: str
     ) -> tuple[list[tuple[store.ReviewRow, list[store.CheckRow]]], str]:
         limit = store.page_size(size)
+        listing = f"review-cases:{state}"
+        after = _after(token, listing)
         async with self._db.transaction() as conn:
-            rows = await self._paged(store.list_reviews(conn, state, limit + 1, token))
-            page = rows[:limit]
-            next_token = (
-                store.encode_token(page[-1].created_at, page[-1].id) if len(rows) > limit else ""
-            )
+            rows = await store.list_reviews(conn, state, limit + 1, after)
+            page, next_token = _page(rows, limit, listing)
             checks = await store.checks_for(conn, [r.submission_id for r in page])
         return [(r, checks[r.submission_id]) for r in page], next_token
 
@@ -578,7 +572,13 @@ def check_json(c: store.CheckRow) -> dict[str, object]:
     return _check_json(c)
 
 
-def _page(rows: list[P], limit: int) -> tuple[list[P], str]:
+def _after(token: str, listing: str) -> store.Keyset | None:
+    return pagination.decode_time_id(token, listing) if token else None
+
+
+def _page(rows: list[P], limit: int, listing: str) -> tuple[list[P], str]:
+    """Rows were fetched with limit + 1: one more means another page, after row `limit`."""
     page = rows[:limit]
-    token = store.encode_token(page[-1].created_at, page[-1].id) if len(rows) > limit else ""
+    more = len(rows) > limit
+    token = pagination.encode_time_id(listing, page[-1].created_at, page[-1].id) if more else ""
     return page, token

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import json
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -15,34 +13,19 @@ from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.types import Text
 
+from services.platform import pagination
+
 DEFAULT_PAGE_SIZE = 20
 MAX_PAGE_SIZE = 100
 OPEN_STATES = ("PENDING", "WAITING_PROVIDER", "IN_REVIEW")
 
 
-class PageTokenError(ValueError):
-    pass
+# The (created_at, id) of the last row of the previous page.
+Keyset = tuple[datetime, uuid.UUID]
 
 
 def page_size(requested: int) -> int:
-    if requested <= 0:
-        return DEFAULT_PAGE_SIZE
-    return min(requested, MAX_PAGE_SIZE)
-
-
-def encode_token(created_at: datetime, row_id: uuid.UUID) -> str:
-    raw = json.dumps([created_at.isoformat(), str(row_id)]).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def decode_token(token: str) -> tuple[datetime, uuid.UUID]:
-    """Keyset cursor (created_at, id) of the last row of the previous page."""
-    try:
-        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
-        created, row_id = json.loads(raw)
-        return datetime.fromisoformat(created), uuid.UUID(row_id)
-    except (ValueError, TypeError) as exc:
-        raise PageTokenError("malformed page token") from exc
+    return pagination.page_size(requested, default=DEFAULT_PAGE_SIZE, maximum=MAX_PAGE_SIZE)
 
 
 # ---------------------------------------------------------------- documents
@@ -158,12 +141,12 @@ async def documents_by_ids(conn: AsyncConnection, ids: Sequence[uuid.UUID]) -> l
 
 
 async def list_documents(
-    conn: AsyncConnection, user_id: uuid.UUID, limit: int, token: str
+    conn: AsyncConnection, user_id: uuid.UUID, limit: int, after: Keyset | None
 ) -> list[DocumentRow]:
     params: dict[str, Any] = {"u": user_id, "limit": limit}
     cursor = ""
-    if token:
-        params["c_at"], params["c_id"] = decode_token(token)
+    if after is not None:
+        params["c_at"], params["c_id"] = after
         cursor = " AND (created_at, id) < (:c_at, :c_id)"
     rows = await conn.execute(
         text(
@@ -277,12 +260,12 @@ async def latest_submission(conn: AsyncConnection, user_id: uuid.UUID) -> Submis
 
 
 async def list_submissions(
-    conn: AsyncConnection, user_id: uuid.UUID, limit: int, token: str
+    conn: AsyncConnection, user_id: uuid.UUID, limit: int, after: Keyset | None
 ) -> list[SubmissionRow]:
     params: dict[str, Any] = {"u": user_id, "limit": limit}
     cursor = ""
-    if token:
-        params["c_at"], params["c_id"] = decode_token(token)
+    if after is not None:
+        params["c_at"], params["c_id"] = after
         cursor = " AND (created_at, id) < (:c_at, :c_id)"
     rows = await conn.execute(
         text(
@@ -503,12 +486,12 @@ async def get_review(
 
 
 async def list_reviews(
-    conn: AsyncConnection, state: str, limit: int, token: str
+    conn: AsyncConnection, state: str, limit: int, after: Keyset | None
 ) -> list[ReviewRow]:
     params: dict[str, Any] = {"s": state, "limit": limit}
     cursor = ""
-    if token:
-        params["c_at"], params["c_id"] = decode_token(token)
+    if after is not None:
+        params["c_at"], params["c_id"] = after
         cursor = " AND (created_at, id) > (:c_at, :c_id)"
     rows = await conn.execute(
         text(
