@@ -130,6 +130,18 @@ def http_ok(url: str) -> bool:
         return int(resp.status) == 200
 
 
+def _simulator_env(simulator: str, infra: Infra) -> dict[str, str]:
+    env = _base_env(infra, f"sim_{simulator}")
+    if simulator == "psp":
+        # The PSP notifies payments through the edge (Envoy's HMAC-authenticated
+        # webhook route), trusting the dev CA, signing with the shared key.
+        ports = infra.config.ports
+        env["FINTECH_PSP_WEBHOOK_URL"] = f"https://127.0.0.1:{ports['envoy']}/v1/webhooks/psp"
+        env["FINTECH_PSP_WEBHOOK_SECRET_FILE"] = str(infra.secrets.dir / "webhook_hmac_secret")
+        env["FINTECH_PSP_WEBHOOK_CA_FILE"] = str(infra.secrets.ca_cert)
+    return env
+
+
 def _simulator_spec(simulator: str, infra: Infra) -> ProcessSpec:
     ports = infra.config.ports
     health = simulator_url(ports, simulator) + "/__health"
@@ -144,7 +156,7 @@ def _simulator_spec(simulator: str, infra: Infra) -> ProcessSpec:
             "--port",
             str(ports["sim_" + simulator]),
         ],
-        env=_base_env(infra, f"sim_{simulator}"),
+        env=_simulator_env(simulator, infra),
         cwd=infra.config.root,
         log_path=infra.config.logs_dir / f"sim_{simulator}.log",
         ready=lambda: http_ok(health),

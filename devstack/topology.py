@@ -22,7 +22,7 @@ EDGE: tuple[str, ...] = ("ratelimit", "envoy")
 # Third-party simulators (simulators/<name>), HTTP servers that speak the real
 # providers' APIs with fault injection. Each service learns a simulator's base
 # URL from FINTECH_<NAME>_URL.
-SIMULATORS: tuple[str, ...] = ("open_finance", "bureau", "receita", "govdocs")
+SIMULATORS: tuple[str, ...] = ("open_finance", "bureau", "receita", "govdocs", "psp")
 
 PORT_OFFSETS: dict[str, int] = {
     "envoy": 443,
@@ -46,6 +46,7 @@ PORT_OFFSETS: dict[str, int] = {
     "payments": 36,
     "sim_open_finance": 50,
     "sim_bureau": 51,
+    "sim_psp": 52,
     "sim_receita": 53,
     "sim_govdocs": 54,
     # Extensions (devstack): ports the servers above would otherwise pick themselves,
@@ -70,9 +71,12 @@ DATABASE_NAME = "fintech"
 # RPC holds a connection for its whole duration (its idempotency record shares
 # the effect's transaction): the ledger serves many concurrent writers while
 # its batching writer commits, and risk's Score waits on identity and the
-# bureau inside that transaction. Postgres runs with max_connections=300, far
-# above the sum.
-DB_POOL_SIZES: dict[str, int] = {"ledger": 48, "risk": 30}
+# bureau inside that transaction. kyc's CreateSubmission starts its workflow
+# inside that transaction while the KYC worker's activities (same process)
+# write check results; payments likewise (CreatePayment starts the payout
+# workflow in it; activities, webhooks and the PSP call log share the pool).
+# Postgres runs with max_connections=300, far above the sum.
+DB_POOL_SIZES: dict[str, int] = {"ledger": 48, "risk": 30, "kyc": 30, "payments": 30}
 DEFAULT_DB_POOL_SIZE = 10
 
 

@@ -1,7 +1,73 @@
-"""`python -m services.payments`: serve the payments v1 contract (see api.py)."""
+"""`python -m services.payments`: PaymentsService and its Temporal worker.
 
-from services.payments.api import setup
-from services.platform.app import run_service
+Environment beyond the platform's: FINTECH_PSP_URL (the PSP), FINTECH_TARGET_LEDGER,
+FINTECH_PSP_CLIENT_ID / FINTECH_PSP_CLIENT_SECRET (OAuth2 client credentials;
+dev defaults match the simulator), FINTECH_PAYMENTS_SETTLEMENT_WAIT_S (how long
+a payout waits for the settlement webhook before querying the status; 10).
+The webhook HMAC key is `webhook_hmac_secret` in FINTECH_SECRETS_DIR. The
+worker (task queue `payments`) runs inside this process.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+
+import grpc
+
+from services.payments import api
+from services.payments.ledger_gateway import LedgerGateway
+from services.payments.psp import PspClient
+from services.payments.service import PaymentsService
+from services.payments.workflows import TASK_QUEUE, CardWorkflow, PaymentActivities, PayoutWorkflow
+from services.platform import temporal
+from services.platform.app import ServiceContext, run_service
+from services.platform.crypto import FieldCipher
+from services.platform.http_client import DbCallLog
+
+# Activities are I/O bound (ledger, PSP, short transactions); the DB pool
+# (devstack.topology.DB_POOL_SIZES: 30) is shared with the RPCs and webhooks,
+# so they get at most half of it.
+MAX_CONCURRENT_ACTIVITIES = 15
+
+
+def _required(name: str) -> str:
+    value = os.environ.get(name, "").strip()
+    if not value:
+        raise RuntimeError(f"payments needs {name}")
+    return value
+
+
+async def setup(ctx: ServiceContext, server: grpc.aio.Server) -> list[str]:
+    settings = ctx.settings
+    assert settings.secrets_dir is not None, "payments needs FINTECH_SECRETS_DIR"
+    cipher = FieldCipher.from_file(settings.secret_path("pii_keys.json"))
+    secret = base64.b64decode(settings.secret_path("webhook_hmac_secret").read_text().strip())
+    psp = PspClient(
+        _required("FINTECH_PSP_URL"),
+        os.environ.get("FINTECH_PSP_CLIENT_ID", "fintech-payments"),
+        os.environ.get("FINTECH_PSP_CLIENT_SECRET", "psp-dev-secret"),
+        call_log=DbCallLog(ctx.db),
+    )
+    ledger = LedgerGateway(ctx.service_channel(_required("FINTECH_TARGET_LEDGER")))
+    client = await temporal.connect(settings)
+    wait_s = float(os.environ.get("FINTECH_PAYMENTS_SETTLEMENT_WAIT_S", "10"))
+    assert 0.5 <= wait_s <= 3600, "FINTECH_PAYMENTS_SETTLEMENT_WAIT_S within 0.5..3600"
+    service = PaymentsService(ctx.db, cipher, ledger, psp, client, secret, settlement_wait_s=wait_s)
+    activities = PaymentActivities(ctx.db, ledger, psp, cipher)
+
+    async def worker() -> None:
+        await temporal.run_worker(
+            client,
+            TASK_QUEUE,
+            [PayoutWorkflow, CardWorkflow],
+            activities.activities(),
+            max_concurrent_activities=MAX_CONCURRENT_ACTIVITIES,
+        )
+
+    ctx.add_background(worker)
+    return api.register(server, service)
+
 
 if __name__ == "__main__":
     run_service("payments", setup)

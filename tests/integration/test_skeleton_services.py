@@ -32,8 +32,9 @@ pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parents[2]
 
-# Services whose behaviour still belongs to a later issue (ledger and risk have theirs).
-SKELETONS = ("kyc", "loans", "payments")
+# Services whose behaviour still belongs to a later issue (ledger, risk, kyc, loans and
+# payments have theirs): none left; the tests below then have nothing to check.
+SKELETONS: tuple[str, ...] = ()
 DESCRIPTOR_SET = Path(__file__).parents[2] / "gen" / "api.binpb"
 CALL_TIMEOUT_S = 5.0
 TOKEN_LIFETIME_S = 300
@@ -63,7 +64,7 @@ async def service(request: pytest.FixtureRequest, stack: Any) -> AsyncIterator[t
 
 
 def test_every_skeleton_has_a_contract() -> None:
-    assert CONTRACT, f"{DESCRIPTOR_SET} is missing: run `make gen`"
+    assert DESCRIPTOR_SET.exists(), f"{DESCRIPTOR_SET} is missing: run `make gen`"
     for svc in SKELETONS:
         assert CONTRACT[svc], f"gen/api.binpb has no service in fintech.{svc}.v1"
 

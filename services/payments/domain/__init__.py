@@ -1,1 +1,2 @@
-"""Payments domain rules (pure, no I/O): they arrive with the Payments issue."""
+"""Payments domain rules (pure, no I/O): state machine, PIX keys and ids, BR Code,
+webhook signatures, limits, fees and derived identifiers."""

@@ -1,0 +1,251 @@
+"""Benchmark: payments accepted/s and settled/s, request -> SETTLED latency, edge acceptance.
+
+Starts its own stack (profile `hpaybench`, its own ports and state), opens
+customer wallets (user.registered, as identity publishes it), funds them, then:
+1. accepted/s at the API: closed loop of CreatePayment (PIX) over gRPC for a
+   few seconds, as fast as the service accepts;
+2. settled/s end to end and p50/p99 from request to SETTLED, with the PSP
+   simulator at zero latency: open loop at `--rate` for `--seconds`, then
+   wait until every payment is terminal;
+3. the same with 200 ms PSP latency on every PSP call;
+4. acceptance p99 through Envoy (HTTPS, JWT, JSON transcoding) at 100
+   payments/s, open loop (target < 50 ms).
+Prints `name: value` lines.
+
+    python bench/payments_throughput.py [--rate 40] [--seconds 15]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import ssl
+import sys
+import time
+import uuid
+from datetime import UTC
+from pathlib import Path
+
+import grpc
+import httpx
+
+sys.path[:0] = [
+    str(Path(__file__).resolve().parent.parent),
+    str(Path(__file__).resolve().parent.parent / "gen"),
+]
+
+from bench.loadgen import bench_stack, open_loop, percentile  # noqa: E402
+from fintech.payments.v1 import payments_pb2 as P  # noqa: E402
+from fintech.type.v1 import money_pb2  # noqa: E402
+from tests.integration.ledger.ledger_it_support import LedgerClient, wait_serving  # noqa: E402
+from tests.integration.payments.payments_it_support import (  # noqa: E402
+    TERMINAL,
+    Customer,
+    Psp,
+    new_customers,
+)
+from tests.support.tokens import mint_token  # noqa: E402
+
+BENCH_PROFILE = "hpaybench"
+BENCH_PORT_BASE = 22000  # the payments helper's port range
+CUSTOMERS = 40
+FUND = 10**10
+AMOUNT = 1_00
+MAX_IN_FLIGHT = 200
+CLOSED_LOOP_WORKERS = 16
+CLOSED_LOOP_SECONDS = 8.0
+SETTLE_DEADLINE_S = 300.0
+EDGE_RATE = 100.0
+EDGE_SECONDS = 15.0
+KEY = "ana@example.com"
+POLL_CONCURRENCY = 4
+POLL_INTERVAL_S = 3.0
+
+
+def _payment() -> P.Payment:
+    return P.Payment(
+        method=P.PAYMENT_METHOD_PIX,
+        amount=money_pb2.Money(currency_code="BRL", minor_units=AMOUNT),
+        pix=P.PixDestination(key_type=P.PIX_KEY_TYPE_EMAIL, key=KEY),
+    )
+
+
+async def _create(c: Customer) -> tuple[str, float] | None:
+    sent = time.time()
+    try:
+        p = await c.client.stub.CreatePayment(
+            P.CreatePaymentRequest(payment=_payment()),
+            metadata=c.client.md(uuid.uuid4().hex),
+            timeout=20,
+        )
+    except grpc.aio.AioRpcError:
+        return None
+    return p.name, sent
+
+
+async def accepted_per_second(
+    customers: list[Customer],
+) -> tuple[float, list[tuple[Customer, str, float]]]:
+    made: list[tuple[Customer, str, float]] = []
+    end = time.perf_counter() + CLOSED_LOOP_SECONDS
+
+    async def worker(i: int) -> None:
+        n = 0
+        while time.perf_counter() < end:
+            c = customers[(i + n * CLOSED_LOOP_WORKERS) % len(customers)]
+            n += 1
+            got = await _create(c)
+            if got is not None:
+                made.append((c, *got))
+
+    began = time.perf_counter()
+    await asyncio.gather(*(worker(i) for i in range(CLOSED_LOOP_WORKERS)))
+    return len(made) / (time.perf_counter() - began), made
+
+
+async def settle_all(made: list[tuple[Customer, str, float]]) -> tuple[list[float], float, int]:
+    """Latencies request -> SETTLED (ms, sorted), settled/s over the run, failures."""
+    pending = list(made)
+    latencies: list[float] = []
+    failed = 0
+    first_sent = min(s for _, _, s in made)
+    last_settle = first_sent
+    deadline = time.monotonic() + SETTLE_DEADLINE_S
+    # Gentle polling: the latency comes from the server's settle_time, so a slow
+    # poll does not change it, while a hard one would load the service measured.
+    sem = asyncio.Semaphore(POLL_CONCURRENCY)
+
+    async def get(c: Customer, name: str) -> P.Payment:
+        async with sem:
+            return await c.client.get(name)
+
+    while pending:
+        assert time.monotonic() < deadline, f"{len(pending)} payments never became terminal"
+        got = await asyncio.gather(*(get(c, n) for c, n, _ in pending))
+        still = []
+        for (c, n, sent), p in zip(pending, got, strict=True):
+            if p.state not in TERMINAL:
+                still.append((c, n, sent))
+            elif p.state == P.PAYMENT_STATE_SETTLED:
+                settled_at = p.settle_time.ToDatetime(tzinfo=UTC).timestamp()
+                latencies.append((settled_at - sent) * 1000)
+                last_settle = max(last_settle, settled_at)
+            else:
+                failed += 1
+        pending = still
+        if pending:
+            await asyncio.sleep(POLL_INTERVAL_S)
+    rate = len(latencies) / max(1e-6, last_settle - first_sent)
+    return sorted(latencies), rate, failed
+
+
+async def open_loop_payments(
+    customers: list[Customer], rate: float, seconds: float
+) -> tuple[list[float], list[tuple[Customer, str, float]], int]:
+    made: list[tuple[Customer, str, float]] = []
+
+    async def call(i: int) -> bool:
+        c = customers[i % len(customers)]
+        got = await _create(c)
+        if got is None:
+            return False
+        made.append((c, *got))
+        return True
+
+    accept, errors = await open_loop(call, rate, seconds, MAX_IN_FLIGHT)
+    return accept, made, errors
+
+
+async def edge_acceptance(
+    base_url: str, ca_file: Path, secrets_dir: Path, customers: list[Customer]
+) -> tuple[list[float], int]:
+    ctx = ssl.create_default_context(cafile=str(ca_file))
+    tokens = [
+        mint_token(secrets_dir, ["user"], subject=c.user_id, lifetime_s=600) for c in customers
+    ]
+    body = json.dumps(
+        {
+            "method": "PAYMENT_METHOD_PIX",
+            "amount": {"currency_code": "BRL", "minor_units": str(AMOUNT)},
+            "pix": {"key_type": "PIX_KEY_TYPE_EMAIL", "key": KEY},
+        }
+    )
+    limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
+    async with httpx.AsyncClient(base_url=base_url, verify=ctx, limits=limits, timeout=20) as http:
+
+        async def call(i: int) -> bool:
+            r = await http.post(
+                "/v1/payments",
+                content=body,
+                headers={
+                    "authorization": f"Bearer {tokens[i % len(tokens)]}",
+                    "idempotency-key": uuid.uuid4().hex,
+                    "content-type": "application/json",
+                },
+            )
+            return r.status_code == 200
+
+        await open_loop(call, EDGE_RATE, 2.0, MAX_IN_FLIGHT)  # warm-up: connections, caches
+        return await open_loop(call, EDGE_RATE, EDGE_SECONDS, MAX_IN_FLIGHT)
+
+
+def _ms(values: list[float], p: float) -> str:
+    return f"{percentile(values, p):.1f}" if values else "n/a"
+
+
+async def run(rate: float, seconds: float) -> None:
+    with bench_stack(BENCH_PROFILE, BENCH_PORT_BASE) as bench:
+        stack = bench.stack
+        print(f"stack_ready_seconds: {bench.ready_seconds:.1f}")
+        ledger = LedgerClient(stack.grpc_targets["ledger"], stack.secrets_dir)
+        await wait_serving(ledger)
+        psp = Psp(stack.simulator_urls["psp"])
+        await psp.clear()
+        customers = await new_customers(stack, ledger, CUSTOMERS, FUND)
+        # Warm the service (wallet cache, token, pools) before measuring.
+        warm = [x for x in await asyncio.gather(*(_create(c) for c in customers)) if x]
+        await settle_all([(c, n, s) for c, (n, s) in zip(customers, warm, strict=False)])
+
+        per_s, made = await accepted_per_second(customers)
+        print(f"api_accepted_per_s_closed_loop: {per_s:.1f}")
+        lat, settled_rate, failed = await settle_all(made)
+        print(f"closed_loop_settled_per_s: {settled_rate:.1f}")
+
+        for label, latency_ms in (("zero_latency", 0), ("psp_200ms", 200)):
+            await psp.faults(latency_ms=latency_ms)
+            accept, made, errors = await open_loop_payments(customers, rate, seconds)
+            lat, settled_rate, failed = await settle_all(made)
+            print(f"{label}_offered_rate_per_s: {rate:.0f}")
+            print(f"{label}_accept_p50_ms: {_ms(accept, 50)}")
+            print(f"{label}_accept_p99_ms: {_ms(accept, 99)}")
+            print(f"{label}_accept_errors: {errors}")
+            print(f"{label}_settled_per_s: {settled_rate:.1f}")
+            print(f"{label}_request_to_settled_p50_ms: {_ms(lat, 50)}")
+            print(f"{label}_request_to_settled_p99_ms: {_ms(lat, 99)}")
+            print(f"{label}_failed: {failed}")
+        await psp.clear()
+
+        edge, errors = await edge_acceptance(
+            stack.https_url, stack.ca_file, stack.secrets_dir, customers
+        )
+        print(f"edge_accept_rate_per_s: {EDGE_RATE:.0f}")
+        print(f"edge_accept_p50_ms: {_ms(edge, 50)}")
+        print(f"edge_accept_p99_ms: {_ms(edge, 99)}")
+        print(f"edge_accept_errors: {errors}")
+        for c in customers:
+            await c.client.close()
+        await psp.close()
+        await ledger.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rate", type=float, default=40.0)
+    parser.add_argument("--seconds", type=float, default=15.0)
+    args = parser.parse_args()
+    asyncio.run(run(args.rate, args.seconds))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,29 @@
+"""Fixtures of the payments integration tests (`stack` comes from tests/conftest.py)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+
+from devstack.stack import Stack
+from tests.integration.ledger.ledger_it_support import LedgerClient, wait_serving
+from tests.integration.payments.payments_it_support import Psp
+
+
+@pytest.fixture(scope="session")
+async def ledger(stack: Stack) -> AsyncIterator[LedgerClient]:
+    client = LedgerClient(stack.grpc_targets["ledger"], stack.secrets_dir)
+    await wait_serving(client)
+    yield client
+    await client.close()
+
+
+@pytest.fixture
+async def psp(stack: Stack) -> AsyncIterator[Psp]:
+    """The PSP simulator with no faults before and after each test."""
+    client = Psp(stack.simulator_urls["psp"])
+    await client.clear()
+    yield client
+    await client.clear()
+    await client.close()
