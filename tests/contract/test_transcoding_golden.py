@@ -158,8 +158,15 @@ def test_invalid_input_is_400_with_status_body(client: EdgeClient) -> None:
 @pytest.mark.parametrize(
     ("method", "path", "status", "code", "reason", "domain"),
     [
-        # UNIMPLEMENTED (a later issue's service) -> 501 with the method named
-        ("GET", "/v1/kyc/status", 501, 12, "NOT_IMPLEMENTED", "kyc.fintech.local"),
+        # NOT_FOUND -> 404 (a document nobody uploaded)
+        (
+            "GET",
+            f"/v1/kyc/documents/{uuid.UUID(int=2)}",
+            404,
+            5,
+            "DOCUMENT_NOT_FOUND",
+            "kyc.fintech.local",
+        ),
         # PERMISSION_DENIED -> 403
         (
             "GET",
