@@ -24,18 +24,12 @@ from services.platform import temporal
 from services.platform.app import ServiceContext, run_service
 from services.platform.crypto import FieldCipher
 from services.platform.http_client import DbCallLog
+from services.platform.settings import required_env
 
 # Activities are I/O bound (ledger, PSP, short transactions); the DB pool
 # (devstack.topology.DB_POOL_SIZES: 30) is shared with the RPCs and webhooks,
 # so they get at most half of it.
 MAX_CONCURRENT_ACTIVITIES = 15
-
-
-def _required(name: str) -> str:
-    value = os.environ.get(name, "").strip()
-    if not value:
-        raise RuntimeError(f"payments needs {name}")
-    return value
 
 
 async def setup(ctx: ServiceContext, server: grpc.aio.Server) -> list[str]:
@@ -44,12 +38,12 @@ async def setup(ctx: ServiceContext, server: grpc.aio.Server) -> list[str]:
     cipher = FieldCipher.from_file(settings.secret_path("pii_keys.json"))
     secret = base64.b64decode(settings.secret_path("webhook_hmac_secret").read_text().strip())
     psp = PspClient(
-        _required("FINTECH_PSP_URL"),
+        required_env("FINTECH_PSP_URL"),
         os.environ.get("FINTECH_PSP_CLIENT_ID", "fintech-payments"),
         os.environ.get("FINTECH_PSP_CLIENT_SECRET", "psp-dev-secret"),
         call_log=DbCallLog(ctx.db),
     )
-    ledger = LedgerGateway(ctx.service_channel(_required("FINTECH_TARGET_LEDGER")))
+    ledger = LedgerGateway(ctx.service_channel(required_env("FINTECH_TARGET_LEDGER")))
     client = await temporal.connect(settings)
     wait_s = float(os.environ.get("FINTECH_PAYMENTS_SETTLEMENT_WAIT_S", "10"))
     assert 0.5 <= wait_s <= 3600, "FINTECH_PAYMENTS_SETTLEMENT_WAIT_S within 0.5..3600"

@@ -12,7 +12,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from datetime import time as dtime
-from typing import Any
+from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
 import grpc
@@ -42,8 +42,8 @@ from services.payments.ledger_gateway import (
     Leg,
 )
 from services.payments.psp import PspClient, PspRejectedError
-from services.platform import audit
-from services.platform.auth import Principal, require_owner, require_role
+from services.platform import audit, pagination
+from services.platform.auth import Principal, current_principal, require_owner, require_role
 from services.platform.crypto import FieldCipher
 from services.platform.db import Database
 from services.platform.errors import (
@@ -314,8 +314,6 @@ class PaymentsService:
 
     @staticmethod
     def _require_access(user_id: str) -> Principal:
-        from services.platform.auth import current_principal
-
         principal = current_principal()
         if "backoffice" in principal.roles:
             return principal
@@ -324,21 +322,13 @@ class PaymentsService:
     async def list_payments(
         self, principal: Principal, state: str | None, method: str | None, size: int, token: str
     ) -> tuple[list[store.PaymentRow], str]:
-        try:
-            after = store.decode_token(token) if token else None
-        except store.PageTokenError as exc:
-            raise invalid_argument(
-                "INVALID_ARGUMENT", "bad page_token", violations=[("page_token", "malformed")]
-            ) from exc
+        listing = f"payments:{principal.subject}:{state or ''}:{method or ''}"
+        after = pagination.decode_time_id(token, listing) if token else None
         async with self._db.transaction() as conn:
             rows = await store.list_payments(
                 conn, principal.subject, state=state, method=method, size=size, after=after
             )
-        next_token = ""
-        if len(rows) > size:
-            rows = rows[:size]
-            next_token = store.encode_token(rows[-1].created_at, rows[-1].id)
-        return rows, next_token
+        return _page(rows, size, listing)
 
     async def cancel_payment(self, name: str) -> tuple[store.PaymentRow, list[store.StepRow]]:
         pid = parse_name(name, wire.PAYMENT_PREFIX, "name")
@@ -565,8 +555,6 @@ class PaymentsService:
 
     @staticmethod
     def _limits_user(name: str) -> str:
-        from services.platform.auth import current_principal
-
         m = re.fullmatch(r"users/([^/]{1,64})/paymentLimits", name)
         if m is None:
             raise invalid_argument(
@@ -664,21 +652,13 @@ class PaymentsService:
     async def list_charges(
         self, principal: Principal, state: str | None, size: int, token: str
     ) -> tuple[list[store.ChargeRow], str]:
-        try:
-            after = store.decode_token(token) if token else None
-        except store.PageTokenError as exc:
-            raise invalid_argument(
-                "INVALID_ARGUMENT", "bad page_token", violations=[("page_token", "malformed")]
-            ) from exc
+        listing = f"pix-charges:{principal.subject}:{state or ''}"
+        after = pagination.decode_time_id(token, listing) if token else None
         async with self._db.transaction() as conn:
             rows = await store.list_charges(
                 conn, principal.subject, state=state, size=size, after=after
             )
-        next_token = ""
-        if len(rows) > size:
-            rows = rows[:size]
-            next_token = store.encode_token(rows[-1].created_at, rows[-1].id)
-        return rows, next_token
+        return _page(rows, size, listing)
 
     async def cancel_charge(self, name: str) -> store.ChargeRow:
         row = await self.get_charge(name)
@@ -895,3 +875,14 @@ class PaymentsService:
                             )
                         )
         return reconciliation, checked, mismatches[:MAX_MISMATCHES]
+
+
+Paged = TypeVar("Paged", store.PaymentRow, store.ChargeRow)
+
+
+def _page(rows: list[Paged], size: int, listing: str) -> tuple[list[Paged], str]:
+    """Rows were fetched with size + 1: one more means another page, after row `size`."""
+    if len(rows) <= size:
+        return rows, ""
+    last = rows[size - 1]
+    return rows[:size], pagination.encode_time_id(listing, last.created_at, last.id)
