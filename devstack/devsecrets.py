@@ -16,6 +16,10 @@ roles valid. Files (FINTECH_SECRETS_DIR):
 - `postgres_admin_password`: the admin (superuser `postgres`) password.
 - `s3_credentials.json`: {"access_key_id", "secret_access_key"} (SeaweedFS identity).
 - `webhook_hmac_secret`: base64 of 32 bytes, the PSP webhook HMAC key.
+- `provider_clients.json`: {"<provider>": {"client_id", "client_secret"}} for
+  the OAuth2 client-credentials providers (psp, govdocs): the service reads
+  it from here, the simulator gets the same pair from devstack at start-up,
+  so no credential lives in the code.
 """
 
 from __future__ import annotations
@@ -38,6 +42,8 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from devstack.topology import SERVICES
 
 CA_VALIDITY_DAYS = 3650
+# OAuth2 client-credentials providers and the client id we are known by there.
+OAUTH_PROVIDERS: dict[str, str] = {"psp": "fintech-payments", "govdocs": "fintech-kyc"}
 SERVER_CERT_VALIDITY_DAYS = 365
 RENEW_BEFORE = dt.timedelta(days=7)
 
@@ -270,4 +276,18 @@ def ensure_secrets(directory: Path) -> Secrets:
     _ensure_text(
         directory / "webhook_hmac_secret", base64.b64encode(secrets.token_bytes(32)).decode()
     )
+    clients_path = directory / "provider_clients.json"
+    clients: dict[str, dict[str, str]] = (
+        json.loads(clients_path.read_text()) if clients_path.exists() else {}
+    )
+    if any(name not in clients for name in OAUTH_PROVIDERS):
+        for name, client_id in OAUTH_PROVIDERS.items():
+            clients.setdefault(name, {"client_id": client_id, "client_secret": _token()})
+        _write_private(clients_path, json.dumps(clients, indent=2).encode())
     return s
+
+
+def provider_client(secrets_dir: Path, provider: str) -> tuple[str, str]:
+    """(client_id, client_secret) of an OAuth2 provider, from provider_clients.json."""
+    entry = json.loads((secrets_dir / "provider_clients.json").read_text())[provider]
+    return str(entry["client_id"]), str(entry["client_secret"])

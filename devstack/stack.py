@@ -26,6 +26,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from devstack.devsecrets import OAUTH_PROVIDERS
 from devstack.edge import EdgeInputs, render_envoy_config, render_ratelimit_config
 from devstack.infra import (
     PROBE_TIMEOUT_S,
@@ -132,6 +133,10 @@ def http_ok(url: str) -> bool:
 
 def _simulator_env(simulator: str, infra: Infra) -> dict[str, str]:
     env = _base_env(infra, f"sim_{simulator}")
+    if simulator in OAUTH_PROVIDERS:
+        # The provider accepts exactly the pair the service reads from the
+        # secrets dir (devsecrets: provider_clients.json), generated per stack.
+        env["FINTECH_PROVIDER_CLIENTS_FILE"] = str(infra.secrets.dir / "provider_clients.json")
     if simulator == "psp":
         # The PSP notifies payments through the edge (Envoy's HMAC-authenticated
         # webhook route), trusting the dev CA, signing with the shared key.

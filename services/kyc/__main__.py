@@ -1,7 +1,8 @@
 """`python -m services.kyc`: KycService and the KYC process worker.
 
 Environment beyond the platform's: FINTECH_RECEITA_URL, FINTECH_GOVDOCS_URL
-(+ FINTECH_GOVDOCS_CLIENT_ID / FINTECH_GOVDOCS_CLIENT_SECRET), FINTECH_BUREAU_URL,
+(its OAuth2 client credentials: `provider_clients.json` ("govdocs") in the
+secrets dir), FINTECH_BUREAU_URL,
 FINTECH_TARGET_IDENTITY, FINTECH_S3_ENDPOINT with `s3_credentials.json` in the
 secrets dir, and optionally FINTECH_KYC_BUCKET and the screening list paths
 (services/kyc/lists.py). The Temporal worker runs in this process on task
@@ -39,8 +40,6 @@ MAX_CONCURRENT_CHECKS = 64
 MAX_CONCURRENT_PROCESSES = 100
 DEFAULT_BUCKET = "kyc-documents"
 VIEW_SWEEP_SECONDS = 30.0
-DEFAULT_GOVDOCS_CLIENT_ID = "fintech-kyc"
-DEFAULT_GOVDOCS_SECRET = "govdocs-dev-secret"  # noqa: S105 - the simulator's documented dev default
 
 
 async def setup(ctx: ServiceContext, server: grpc.aio.Server) -> list[str]:
@@ -60,11 +59,9 @@ async def setup(ctx: ServiceContext, server: grpc.aio.Server) -> list[str]:
     await objects.ensure_bucket()
     call_log = KycCallLog(DbCallLog(ctx.db))
     receita = ReceitaClient(required_env("FINTECH_RECEITA_URL"), call_log=call_log)
+    govdocs_id, govdocs_secret = settings.provider_client("govdocs")
     govdocs = GovDocsClient(
-        required_env("FINTECH_GOVDOCS_URL"),
-        os.environ.get("FINTECH_GOVDOCS_CLIENT_ID", DEFAULT_GOVDOCS_CLIENT_ID),
-        os.environ.get("FINTECH_GOVDOCS_CLIENT_SECRET", DEFAULT_GOVDOCS_SECRET),
-        call_log=call_log,
+        required_env("FINTECH_GOVDOCS_URL"), govdocs_id, govdocs_secret, call_log=call_log
     )
     bureau = BureauClient(required_env("FINTECH_BUREAU_URL"), ctx.redis, cipher, call_log=call_log)
     identity = GrpcIdentityDirectory(ctx.service_channel(required_env("FINTECH_TARGET_IDENTITY")))

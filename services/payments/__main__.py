@@ -1,10 +1,10 @@
 """`python -m services.payments`: PaymentsService and its Temporal worker.
 
 Environment beyond the platform's: FINTECH_PSP_URL (the PSP), FINTECH_TARGET_LEDGER,
-FINTECH_PSP_CLIENT_ID / FINTECH_PSP_CLIENT_SECRET (OAuth2 client credentials;
-dev defaults match the simulator), FINTECH_PAYMENTS_SETTLEMENT_WAIT_S (how long
+FINTECH_PAYMENTS_SETTLEMENT_WAIT_S (how long
 a payout waits for the settlement webhook before querying the status; 10).
-The webhook HMAC key is `webhook_hmac_secret` in FINTECH_SECRETS_DIR. The
+The webhook HMAC key is `webhook_hmac_secret` and the PSP's OAuth2 client
+credentials are `provider_clients.json` ("psp") in FINTECH_SECRETS_DIR. The
 worker (task queue `payments`) runs inside this process.
 """
 
@@ -37,11 +37,9 @@ async def setup(ctx: ServiceContext, server: grpc.aio.Server) -> list[str]:
     assert settings.secrets_dir is not None, "payments needs FINTECH_SECRETS_DIR"
     cipher = FieldCipher.from_file(settings.secret_path("pii_keys.json"))
     secret = base64.b64decode(settings.secret_path("webhook_hmac_secret").read_text().strip())
+    client_id, client_secret = settings.provider_client("psp")
     psp = PspClient(
-        required_env("FINTECH_PSP_URL"),
-        os.environ.get("FINTECH_PSP_CLIENT_ID", "fintech-payments"),
-        os.environ.get("FINTECH_PSP_CLIENT_SECRET", "psp-dev-secret"),
-        call_log=DbCallLog(ctx.db),
+        required_env("FINTECH_PSP_URL"), client_id, client_secret, call_log=DbCallLog(ctx.db)
     )
     ledger = LedgerGateway(ctx.service_channel(required_env("FINTECH_TARGET_LEDGER")))
     client = await temporal.connect(settings)

@@ -23,6 +23,7 @@ from aiohttp import web
 
 from services.brazil.documents import normalize_cpf
 from simulators.common import CLOCK_KEY, SimulatorConfig, build_app
+from simulators.common.credentials import client_credentials
 from simulators.govdocs.cnh import normalize_cnh
 from simulators.receita.people import person_for
 
@@ -303,10 +304,11 @@ def make_app() -> web.Application:
     app = build_app(
         SimulatorConfig(name="govdocs", error_body=error_body, reset_state=_drop_tokens)
     )
+    client_id, client_secret = client_credentials(
+        "govdocs", DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET
+    )
     app[OAUTH_KEY] = OAuthState(
-        client_id=os.environ.get("FINTECH_GOVDOCS_CLIENT_ID", DEFAULT_CLIENT_ID),
-        client_secret=os.environ.get("FINTECH_GOVDOCS_CLIENT_SECRET", DEFAULT_CLIENT_SECRET),
-        ttl_seconds=_ttl_from_env(),
+        client_id=client_id, client_secret=client_secret, ttl_seconds=_ttl_from_env()
     )
     app.router.add_post(TOKEN_PATH, issue_token)
     app.router.add_post("/v1/validate/pf", check_pf)

@@ -42,6 +42,7 @@ from services.ledger.domain.reconciliation import ReportFormat, ReportLine, rend
 from services.payments.domain import webhooks
 from services.payments.domain.pix import TXID, KeyType, end_to_end_id, normalize_key
 from simulators.common import CLOCK_KEY, Clock, SimulatorConfig, build_app
+from simulators.common.credentials import client_credentials
 
 log = logging.getLogger("simulators.psp")
 
@@ -829,10 +830,8 @@ def make_app() -> web.Application:
             name="psp", error_body=error_body, reset_state=_reset, middlewares=(bearer_middleware,)
         ),
     )
-    app[STATE_KEY] = PspState(
-        client_id=os.environ.get("FINTECH_PSP_CLIENT_ID", DEFAULT_CLIENT_ID),
-        client_secret=os.environ.get("FINTECH_PSP_CLIENT_SECRET", DEFAULT_CLIENT_SECRET),
-    )
+    client_id, client_secret = client_credentials("psp", DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET)
+    app[STATE_KEY] = PspState(client_id=client_id, client_secret=client_secret)
     app[WEBHOOK_KEY] = WebhookSender(
         os.environ.get("FINTECH_PSP_WEBHOOK_URL", ""),
         _webhook_secret(),

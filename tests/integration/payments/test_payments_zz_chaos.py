@@ -24,6 +24,7 @@ import grpc
 import psutil
 import pytest
 
+from devstack.devsecrets import provider_client
 from devstack.infra import grpc_serving
 from devstack.procs import ManagedProcess, ProcessSpec, Supervisor
 from devstack.stack import Stack, service_env
@@ -201,7 +202,7 @@ async def test_chaos_payouts_survive_kills_and_psp_faults(
     # The PSP agrees: settled here <=> settled there (no debit without a settlement).
     from services.payments.psp import PspClient
 
-    client = PspClient(stack.simulator_urls["psp"], "fintech-payments", "psp-dev-secret")
+    client = PspClient(stack.simulator_urls["psp"], *provider_client(stack.secrets_dir, "psp"))
     try:
         for _, n in names:
             payout = await client.find_payout(n)
