@@ -13,6 +13,8 @@ from datetime import date, datetime
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from services.platform import pagination
+
 MAX_PAGE_SIZE = 100
 
 
@@ -246,10 +248,7 @@ async def list_devices(
     """Newest first, keyset-paginated on (created_at, id) so pages never shift."""
     assert 0 < limit <= MAX_PAGE_SIZE + 1
     params: dict[str, object] = {"user": user_id, "limit": limit}
-    where = "user_id = :user"
-    if after is not None:
-        where += " AND (created_at, id) < (:after_ts, :after_id)"
-        params.update(after_ts=after[0], after_id=after[1])
+    where = f"user_id = :user AND {pagination.keyset_condition(after, params)}"
     result = await conn.execute(
         text(
             f"SELECT {_DEVICE_COLUMNS} FROM devices WHERE {where} "

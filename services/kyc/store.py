@@ -144,10 +144,7 @@ async def list_documents(
     conn: AsyncConnection, user_id: uuid.UUID, limit: int, after: Keyset | None
 ) -> list[DocumentRow]:
     params: dict[str, Any] = {"u": user_id, "limit": limit}
-    cursor = ""
-    if after is not None:
-        params["c_at"], params["c_id"] = after
-        cursor = " AND (created_at, id) < (:c_at, :c_id)"
+    cursor = " AND " + pagination.keyset_condition(after, params)
     rows = await conn.execute(
         text(
             f"SELECT {_DOC_COLS} FROM documents WHERE user_id = :u{cursor}"
@@ -263,10 +260,7 @@ async def list_submissions(
     conn: AsyncConnection, user_id: uuid.UUID, limit: int, after: Keyset | None
 ) -> list[SubmissionRow]:
     params: dict[str, Any] = {"u": user_id, "limit": limit}
-    cursor = ""
-    if after is not None:
-        params["c_at"], params["c_id"] = after
-        cursor = " AND (created_at, id) < (:c_at, :c_id)"
+    cursor = " AND " + pagination.keyset_condition(after, params)
     rows = await conn.execute(
         text(
             f"SELECT {_SUB_COLS} FROM submissions WHERE user_id = :u{cursor}"
@@ -489,10 +483,8 @@ async def list_reviews(
     conn: AsyncConnection, state: str, limit: int, after: Keyset | None
 ) -> list[ReviewRow]:
     params: dict[str, Any] = {"s": state, "limit": limit}
-    cursor = ""
-    if after is not None:
-        params["c_at"], params["c_id"] = after
-        cursor = " AND (created_at, id) > (:c_at, :c_id)"
+    # The review queue is worked oldest first.
+    cursor = " AND " + pagination.keyset_condition(after, params, oldest_first=True)
     rows = await conn.execute(
         text(
             f"SELECT {_REVIEW_COLS} FROM review_queue WHERE state = :s{cursor}"

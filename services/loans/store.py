@@ -198,9 +198,7 @@ async def list_loans(
     if state is not None:
         where.append("state = :state")
         params["state"] = state
-    if after is not None:
-        params["c"], params["i"] = after
-        where.append("(created_at, id) < (:c, :i)")
+    where.append(pagination.keyset_condition(after, params))
     sql = (
         f"SELECT {_LOAN_COLS} FROM loans WHERE {' AND '.join(where)}"
         " ORDER BY created_at DESC, id DESC LIMIT :limit"
@@ -389,10 +387,7 @@ async def list_payments(
     conn: AsyncConnection, loan_id: uuid.UUID, limit: int, after: Keyset | None
 ) -> list[PaymentRow]:
     params: dict[str, Any] = {"loan": loan_id, "limit": limit}
-    cursor = ""
-    if after is not None:
-        params["c"], params["i"] = after
-        cursor = " AND (created_at, id) < (:c, :i)"
+    cursor = " AND " + pagination.keyset_condition(after, params)
     rows = await conn.execute(
         text(
             f"SELECT {_PAY_COLS} FROM loan_payments WHERE loan_id = :loan{cursor}"

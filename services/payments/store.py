@@ -130,9 +130,7 @@ async def list_payments(
     if method:
         where.append("method = :method")
         params["method"] = method
-    if after is not None:
-        where.append("(created_at, id) < (:after_ts, :after_id)")
-        params["after_ts"], params["after_id"] = after
+    where.append(pagination.keyset_condition(after, params))
     sql = (
         f"SELECT {_PAYMENT_COLUMNS} FROM payments WHERE {' AND '.join(where)}"
         " ORDER BY created_at DESC, id DESC LIMIT :limit"
@@ -411,9 +409,7 @@ async def list_charges(
     if state:
         where.append("state = :state")
         params["state"] = state
-    if after is not None:
-        where.append("(created_at, id) < (:after_ts, :after_id)")
-        params["after_ts"], params["after_id"] = after
+    where.append(pagination.keyset_condition(after, params))
     sql = (
         f"SELECT {_CHARGE_COLUMNS} FROM pix_charges WHERE {' AND '.join(where)}"
         " ORDER BY created_at DESC, id DESC LIMIT :limit"

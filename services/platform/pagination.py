@@ -19,6 +19,7 @@ import hashlib
 import json
 import uuid
 from datetime import datetime
+from typing import Any
 
 from services.platform.errors import AppError, invalid_argument
 
@@ -113,3 +114,20 @@ def decode_id(token: str, listing: str) -> uuid.UUID:
         return uuid.UUID(str(value))
     except ValueError:
         raise bad_token() from None
+
+
+def keyset_condition(
+    after: tuple[datetime, uuid.UUID] | None,
+    params: dict[str, Any],
+    *,
+    oldest_first: bool = False,
+) -> str:
+    """The SQL condition for the rows after `after` in (created_at, id) order.
+
+    Binds `:after_at`/`:after_id` into `params`; "TRUE" on the first page.
+    Newest-first listings (the default) resume below the last row served.
+    """
+    if after is None:
+        return "TRUE"
+    params["after_at"], params["after_id"] = after
+    return f"(created_at, id) {'>' if oldest_first else '<'} (:after_at, :after_id)"

@@ -12,6 +12,7 @@ from sqlalchemy import bindparam, text
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB, TEXT
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from services.platform import pagination
 from services.projections import kyc_status
 from services.risk.domain.statements import StatementTransaction
 
@@ -166,10 +167,7 @@ async def list_consents(
     conn: AsyncConnection, user_id: str, state: str | None, limit: int, after: Keyset | None
 ) -> list[ConsentRow]:
     params: dict[str, Any] = {"user_id": user_id, "limit": limit, "state": state}
-    cursor = ""
-    if after is not None:
-        params["c_at"], params["c_id"] = after
-        cursor = " AND (created_at, id) < (:c_at, :c_id)"
+    cursor = " AND " + pagination.keyset_condition(after, params)
     rows = await conn.execute(
         text(
             f"SELECT {_CONSENT_COLS} FROM consents WHERE user_id = :user_id"
@@ -259,10 +257,7 @@ async def list_imports(
     after: Keyset | None,
 ) -> list[ImportRow]:
     params: dict[str, Any] = {"user_id": user_id, "limit": limit, "consent_id": consent_id}
-    cursor = ""
-    if after is not None:
-        params["c_at"], params["c_id"] = after
-        cursor = " AND (created_at, id) < (:c_at, :c_id)"
+    cursor = " AND " + pagination.keyset_condition(after, params)
     rows = await conn.execute(
         text(
             f"SELECT {_IMPORT_COLS} FROM statement_imports WHERE user_id = :user_id"
@@ -524,10 +519,7 @@ async def list_decisions(
     conn: AsyncConnection, user_id: str | None, limit: int, after: Keyset | None
 ) -> list[DecisionRow]:
     params: dict[str, Any] = {"user_id": user_id, "limit": limit}
-    cursor = ""
-    if after is not None:
-        params["c_at"], params["c_id"] = after
-        cursor = " AND (created_at, id) < (:c_at, :c_id)"
+    cursor = " AND " + pagination.keyset_condition(after, params)
     rows = await conn.execute(
         text(
             f"SELECT {_DECISION_COLS} FROM decisions"

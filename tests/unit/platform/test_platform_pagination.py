@@ -88,3 +88,14 @@ def test_int_and_id_keysets() -> None:
     assert reason(lambda: pagination.decode_int(text_value, "seq")) == "PAGE_TOKEN_INVALID"
     row_id = uuid.uuid4()
     assert pagination.decode_id(pagination.encode_token("acc", str(row_id)), "acc") == row_id
+
+
+def test_keyset_condition_binds_the_cursor_and_orders_both_ways() -> None:
+    params: dict[str, object] = {}
+    assert pagination.keyset_condition(None, params) == "TRUE" and params == {}
+    row_id = uuid.uuid4()
+    newest = pagination.keyset_condition((MOMENT, row_id), params)
+    assert newest == "(created_at, id) < (:after_at, :after_id)"
+    assert params == {"after_at": MOMENT, "after_id": row_id}
+    oldest = pagination.keyset_condition((MOMENT, row_id), {}, oldest_first=True)
+    assert oldest == "(created_at, id) > (:after_at, :after_id)"
