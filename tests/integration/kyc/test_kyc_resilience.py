@@ -6,19 +6,14 @@ without asking a provider twice), and duplicate events (applied once)."""
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
-import sys
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import nats
 import pytest
 
-from devstack.infra import grpc_serving
-from devstack.procs import ProcessSpec, Supervisor
-from devstack.stack import Stack, service_env
+from devstack.procs import Supervisor
+from devstack.stack import Stack
 from fintech.events.v1 import kyc_events_pb2
 from services.identity.kyc_consumer import CONSUMER
 from services.kyc.providers import KYC_RESILIENCE
@@ -30,6 +25,12 @@ from tests.integration.kyc.kyc_it_support import (
     Sim,
     customer,
     generated_person,
+)
+from tests.support.processes import (
+    port_of,
+    service_pid,
+    service_spec,
+    sigkill,
 )
 
 pytestmark = pytest.mark.integration
@@ -84,21 +85,6 @@ def test_provider_outage_waits_then_resumes(edge: EdgeClient, db: Db, sims: dict
     assert db.calls("govdocs", since, VALIDATE) == [(200, None)]
 
 
-def kyc_pid(port: int) -> int:
-    """The stack's kyc process (the one serving `port`)."""
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            cmd = (entry / "cmdline").read_bytes().split(b"\0")
-            env = (entry / "environ").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if b"services.kyc" in cmd and f"FINTECH_GRPC_PORT={port}".encode() in env:
-            return int(entry.name)
-    raise AssertionError(f"no kyc process on port {port}")
-
-
 @pytest.fixture(scope="session")
 def kyc_restarts(stack: Stack) -> Iterator[Supervisor]:
     """Replacement kyc processes, stopped at the end of the session."""
@@ -114,8 +100,7 @@ def test_kyc_killed_mid_process_resumes(
     app = KycApp(edge, customer(edge, person))
     doc = app.identity_document(person)
     since = db.last_call_id()
-    target = stack.grpc_targets["kyc"]
-    port = int(target.rsplit(":", 1)[1])
+    port = port_of(stack.grpc_targets["kyc"])
     with sims["govdocs"].faulty(latency_ms=3000):
         created = app.submit([doc])
         assert created.status_code == 200, created.text
@@ -127,21 +112,10 @@ def test_kyc_killed_mid_process_resumes(
 
         wait_for("the CPF check", cpf_done)
         time.sleep(0.5)  # inside the (slow) document check now
-        pid = kyc_pid(port)
-        os.kill(pid, signal.SIGKILL)  # no drain, no graceful anything
-        wait_for("the kill", lambda: not Path(f"/proc/{pid}").exists() or _zombie(pid))
-    env = service_env(stack.infra, "kyc")
-    spec = ProcessSpec(
-        name="kyc-restarted",
-        argv=[sys.executable, "-m", "services.kyc"],
-        env=env,
-        cwd=stack.infra.config.root,
-        log_path=stack.logs_dir / "kyc-restarted.log",
-        ready=lambda: grpc_serving(target),
-        ready_timeout_s=60.0,
-        stop_timeout_s=15.0,
-    )
-    proc = kyc_restarts.start(spec)  # from the test's main thread (PDEATHSIG)
+        sigkill(service_pid("kyc", port))  # no drain, no graceful anything
+    proc = kyc_restarts.start(
+        service_spec(stack, "kyc", "kyc-restarted")
+    )  # from the test's main thread (PDEATHSIG)
     kyc_restarts.wait_ready([proc])
     done = app.wait_submission(name, timeout_s=90.0)
     assert done["state"] == "KYC_STATE_APPROVED", done
@@ -150,13 +124,6 @@ def test_kyc_killed_mid_process_resumes(
     assert [s for s, _ in db.calls("receita", since)] == [200]
     assert db.calls("govdocs", since, VALIDATE) == [(200, None)]
     assert [s for s, _ in db.calls("bureau", since)] == [200]
-
-
-def _zombie(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z"
-    except OSError:
-        return True
 
 
 async def test_duplicate_kyc_events_apply_once(

@@ -11,27 +11,26 @@ every request until it gets an answer, as a real caller must.
 from __future__ import annotations
 
 import asyncio
-import os
 import random
-import signal
-import socket
-import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import grpc
 import pytest
 
-from devstack.infra import grpc_serving
-from devstack.procs import ManagedProcess, ProcessSpec, Supervisor
-from devstack.stack import Stack, service_env
+from devstack.stack import Stack
 from fintech.ledger.v1 import ledger_pb2
 from tests.integration.ledger.ledger_it_support import (
     Balances,
     LedgerClient,
     key,
     transfer,
+)
+from tests.support.processes import (
+    RestartableService,
+    free_port,
+    service_spec,
 )
 
 pytestmark = pytest.mark.integration
@@ -44,55 +43,20 @@ KILLS = 2
 LOAD_DEADLINE_S = 90.0
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @dataclass
-class KillableLedger:
-    """A ledger process of our own that we may SIGKILL and start again."""
+class KillableLedger(RestartableService):
+    """A second ledger process, on a free port, that the test may SIGKILL."""
 
-    spec: ProcessSpec
-    target: str
-    supervisor: Supervisor = field(default_factory=Supervisor)
-    proc: ManagedProcess | None = None
-
-    def start(self) -> None:
-        # Spawned from the test's (main) thread: PDEATHSIG is tied to it.
-        self.proc = self.supervisor.start(self.spec)
-
-    async def wait_ready(self) -> None:
-        assert self.proc is not None
-        await asyncio.to_thread(self.supervisor.wait_ready, [self.proc])
-
-    def kill(self) -> None:
-        assert self.proc is not None
-        os.kill(self.proc.pid, signal.SIGKILL)  # no drain, no graceful anything
-        self.proc.popen.wait(timeout=10)
-        self.supervisor.processes.remove(self.proc)
-        self.proc = None
+    target: str = ""
 
 
 @pytest.fixture
 def killable(stack: Stack) -> Iterator[KillableLedger]:
     port = free_port()
-    env = service_env(stack.infra, "ledger")
-    env["FINTECH_GRPC_PORT"] = str(port)
-    env["FINTECH_METRICS_PORT"] = "0"
-    target = f"127.0.0.1:{port}"
-    spec = ProcessSpec(
-        name="ledger-killable",
-        argv=[sys.executable, "-m", "services.ledger"],
-        env=env,
-        cwd=stack.infra.config.root,
-        log_path=stack.logs_dir / "ledger-killable.log",
-        ready=lambda: grpc_serving(target),
-        ready_timeout_s=60.0,
-        stop_timeout_s=15.0,
+    ledger = KillableLedger(
+        spec=service_spec(stack, "ledger", "ledger-killable", port=port),
+        target=f"127.0.0.1:{port}",
     )
-    ledger = KillableLedger(spec=spec, target=target)
     ledger.start()
     try:
         yield ledger

@@ -11,20 +11,15 @@ exactly once. Partial chains are impossible either way (linked transfers).
 
 from __future__ import annotations
 
-import os
-import signal
-import sys
 import time
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
 import psycopg
 import pytest
 
-from devstack.infra import grpc_serving
-from devstack.procs import ProcessSpec, Supervisor
-from devstack.stack import Stack, service_env
+from devstack.procs import Supervisor
+from devstack.stack import Stack
 from fintech.loans.v1 import loans_pb2
 from services.platform.migrate import DEFAULT_DATABASE, database_url
 from tests.integration.loans.loans_it_support import (
@@ -33,34 +28,18 @@ from tests.integration.loans.loans_it_support import (
     LoansClient,
     receivable_id_of,
 )
+from tests.support.processes import (
+    port_of,
+    service_pid,
+    service_spec,
+    sigkill,
+)
 
 pytestmark = pytest.mark.integration
 
 PRINCIPAL = 1_500_00
 LOCK_WAIT_S = 30.0
 ATTEMPTS = 3
-
-
-def loans_pid(port: int) -> int:
-    """The process serving loans on `port` (the stack's, or a restarted one)."""
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            cmd = (entry / "cmdline").read_bytes().split(b"\0")
-            env = (entry / "environ").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if b"services.loans" in cmd and f"FINTECH_GRPC_PORT={port}".encode() in env:
-            return int(entry.name)
-    raise AssertionError(f"no loans process on port {port}")
-
-
-def _gone(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z"
-    except OSError:
-        return True
 
 
 @pytest.fixture(scope="session")
@@ -96,8 +75,7 @@ def test_killed_mid_funding_leaves_no_half_funded_loan(
     loans_restarts: Supervisor,
 ) -> None:  # fmt: skip
     wallet = ledger.wallet(borrower.user)
-    target = stack.grpc_targets["loans"]
-    port = int(target.rsplit(":", 1)[1])
+    port = port_of(stack.grpc_targets["loans"])
     held = None
     for _ in range(ATTEMPTS):
         q = loans.simulate(PRINCIPAL, 3)
@@ -116,26 +94,12 @@ def test_killed_mid_funding_leaves_no_half_funded_loan(
         while ledger.net_debit_or_none(receivable) != q.financed_amount.minor_units:
             assert time.monotonic() < deadline, "the funding chain never reached the ledger"
             time.sleep(0.05)
-        pid = loans_pid(port)
-        os.kill(pid, signal.SIGKILL)  # no drain, no graceful anything
-        deadline = time.monotonic() + 10
-        while not _gone(pid):
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
+        sigkill(service_pid("loans", port))  # no drain, no graceful anything
     finally:
         held.rollback()
         held.close()
     # Dead process, ledger moved, loan row still FUNDING: the dangerous state.
-    spec = ProcessSpec(
-        name=f"loans-restarted-{uuid.uuid4().hex[:6]}",
-        argv=[sys.executable, "-m", "services.loans"],
-        env=service_env(stack.infra, "loans"),
-        cwd=stack.infra.config.root,
-        log_path=stack.logs_dir / "loans-restarted.log",
-        ready=lambda: grpc_serving(target),
-        ready_timeout_s=60.0,
-        stop_timeout_s=15.0,
-    )
+    spec = service_spec(stack, "loans", f"loans-restarted-{uuid.uuid4().hex[:6]}")
     proc = loans_restarts.start(spec)  # from the test's main thread (PDEATHSIG)
     loans_restarts.wait_ready([proc])
     funded = loans.wait_state(loan.name, {loans_pb2.LOAN_STATE_FUNDED}, timeout_s=120)

@@ -12,22 +12,16 @@ payments; CHAOS_PAYMENTS is what the shared 2-core machine runs in a few minutes
 from __future__ import annotations
 
 import asyncio
-import os
 import random
-import signal
-import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import grpc
-import psutil
 import pytest
 
 from devstack.devsecrets import provider_client
-from devstack.infra import grpc_serving
-from devstack.procs import ManagedProcess, ProcessSpec, Supervisor
-from devstack.stack import Stack, service_env
+from devstack.stack import Stack
 from fintech.payments.v1 import payments_pb2 as P
 from tests.integration.ledger.ledger_it_support import LedgerClient
 from tests.integration.payments.payments_it_support import (
@@ -38,6 +32,13 @@ from tests.integration.payments.payments_it_support import (
     balances,
     key,
     new_customers,
+)
+from tests.support.processes import (
+    RestartableService,
+    port_of,
+    service_pid,
+    service_spec,
+    sigkill,
 )
 
 pytestmark = pytest.mark.integration
@@ -52,53 +53,21 @@ CONCURRENCY = 24
 
 
 @dataclass
-class PaymentsProcess:
+class PaymentsProcess(RestartableService):
     """The stack's payments process, replaced by one we can SIGKILL and restart."""
 
-    spec: ProcessSpec
-    port: int
-    supervisor: Supervisor = field(default_factory=Supervisor)
-    proc: ManagedProcess | None = None
+    port: int = 0
 
     def kill_original(self) -> None:
-        for conn in psutil.net_connections(kind="tcp"):
-            if conn.status == psutil.CONN_LISTEN and conn.laddr and conn.laddr.port == self.port:
-                assert conn.pid is not None
-                os.kill(conn.pid, signal.SIGKILL)
-                psutil.Process(conn.pid).wait(timeout=10)
-                return
-        raise AssertionError(f"nothing listens on {self.port}")
-
-    def start(self) -> None:
-        self.proc = self.supervisor.start(self.spec)
-
-    async def wait_ready(self) -> None:
-        assert self.proc is not None
-        await asyncio.to_thread(self.supervisor.wait_ready, [self.proc])
-
-    def kill(self) -> None:
-        assert self.proc is not None
-        os.kill(self.proc.pid, signal.SIGKILL)  # no drain, no graceful shutdown
-        self.proc.popen.wait(timeout=10)
-        self.supervisor.processes.remove(self.proc)
-        self.proc = None
+        sigkill(service_pid("payments", self.port))
 
 
 @pytest.fixture
 def payments_proc(stack: Stack) -> Iterator[PaymentsProcess]:
-    port = int(stack.grpc_targets["payments"].rsplit(":", 1)[1])
-    target = stack.grpc_targets["payments"]
-    spec = ProcessSpec(
-        name="payments-chaos",
-        argv=[sys.executable, "-m", "services.payments"],
-        env=service_env(stack.infra, "payments"),
-        cwd=stack.infra.config.root,
-        log_path=stack.logs_dir / "payments-chaos.log",
-        ready=lambda: grpc_serving(target),
-        ready_timeout_s=60.0,
-        stop_timeout_s=15.0,
+    proc = PaymentsProcess(
+        spec=service_spec(stack, "payments", "payments-chaos"),
+        port=port_of(stack.grpc_targets["payments"]),
     )
-    proc = PaymentsProcess(spec, port)
     yield proc
     proc.supervisor.stop_all()
 
