@@ -20,7 +20,7 @@ from types import FrameType
 import pytest
 
 from devstack.infra import Infra, InfraHandle, StackConfig, open_infra
-from devstack.procs import AlreadyRunning, StartupError
+from devstack.procs import AlreadyRunning, StartupError, Supervisor
 from devstack.stack import Stack, StackHandle, start_stack
 
 # FINTECH_TEST_PROFILE (with FINTECH_TEST_PORT_BASE) lets a second test session
@@ -66,3 +66,15 @@ def stack(_infra_handle: InfraHandle) -> Iterator[Stack]:
         yield handle.stack
     finally:
         handle.stop()
+
+
+@pytest.fixture(scope="session")
+def service_restarts(stack: Stack) -> Iterator[Supervisor]:
+    """Replacement service processes started by failure tests (after a SIGKILL of
+    the stack's own). They serve the rest of the session, so later tests find
+    every service up, and stop with the stack."""
+    supervisor = Supervisor()
+    try:
+        yield supervisor
+    finally:
+        supervisor.stop_all()

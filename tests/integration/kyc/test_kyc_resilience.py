@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
 
 import nats
 import pytest
@@ -85,16 +84,8 @@ def test_provider_outage_waits_then_resumes(edge: EdgeClient, db: Db, sims: dict
     assert db.calls("govdocs", since, VALIDATE) == [(200, None)]
 
 
-@pytest.fixture(scope="session")
-def kyc_restarts(stack: Stack) -> Iterator[Supervisor]:
-    """Replacement kyc processes, stopped at the end of the session."""
-    supervisor = Supervisor()
-    yield supervisor
-    supervisor.stop_all()
-
-
 def test_kyc_killed_mid_process_resumes(
-    stack: Stack, edge: EdgeClient, db: Db, sims: dict[str, Sim], kyc_restarts: Supervisor
+    stack: Stack, edge: EdgeClient, db: Db, sims: dict[str, Sim], service_restarts: Supervisor
 ) -> None:
     person = generated_person()
     app = KycApp(edge, customer(edge, person))
@@ -113,10 +104,10 @@ def test_kyc_killed_mid_process_resumes(
         wait_for("the CPF check", cpf_done)
         time.sleep(0.5)  # inside the (slow) document check now
         sigkill(service_pid("kyc", port))  # no drain, no graceful anything
-    proc = kyc_restarts.start(
+    proc = service_restarts.start(
         service_spec(stack, "kyc", "kyc-restarted")
     )  # from the test's main thread (PDEATHSIG)
-    kyc_restarts.wait_ready([proc])
+    service_restarts.wait_ready([proc])
     done = app.wait_submission(name, timeout_s=90.0)
     assert done["state"] == "KYC_STATE_APPROVED", done
     # The CPF answered before the kill was not asked again; the document check

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterator
 
 import psycopg
 import pytest
@@ -42,13 +41,6 @@ LOCK_WAIT_S = 30.0
 ATTEMPTS = 3
 
 
-@pytest.fixture(scope="session")
-def loans_restarts(stack: Stack) -> Iterator[Supervisor]:
-    supervisor = Supervisor()
-    yield supervisor
-    supervisor.stop_all()
-
-
 def hold_when_funding(stack: Stack, loan_id: str) -> psycopg.Connection | None:
     """An open transaction holding the loan's row lock while it is FUNDING, or None
     when the loan got past FUNDING before we could catch it."""
@@ -72,7 +64,7 @@ def hold_when_funding(stack: Stack, loan_id: str) -> psycopg.Connection | None:
 
 def test_killed_mid_funding_leaves_no_half_funded_loan(
     stack: Stack, borrower: Borrower, loans: LoansClient, ledger: LedgerClient,
-    loans_restarts: Supervisor,
+    service_restarts: Supervisor,
 ) -> None:  # fmt: skip
     wallet = ledger.wallet(borrower.user)
     port = port_of(stack.grpc_targets["loans"])
@@ -100,8 +92,8 @@ def test_killed_mid_funding_leaves_no_half_funded_loan(
         held.close()
     # Dead process, ledger moved, loan row still FUNDING: the dangerous state.
     spec = service_spec(stack, "loans", f"loans-restarted-{uuid.uuid4().hex[:6]}")
-    proc = loans_restarts.start(spec)  # from the test's main thread (PDEATHSIG)
-    loans_restarts.wait_ready([proc])
+    proc = service_restarts.start(spec)  # from the test's main thread (PDEATHSIG)
+    service_restarts.wait_ready([proc])
     funded = loans.wait_state(loan.name, {loans_pb2.LOAN_STATE_FUNDED}, timeout_s=120)
     # Exactly once: the receivable holds the financed amount, the wallet got the
     # principal once, and the books balance.

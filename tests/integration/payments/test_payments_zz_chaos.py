@@ -14,13 +14,13 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 import grpc
 import pytest
 
 from devstack.devsecrets import provider_client
+from devstack.procs import Supervisor
 from devstack.stack import Stack
 from fintech.payments.v1 import payments_pb2 as P
 from tests.integration.ledger.ledger_it_support import LedgerClient
@@ -63,13 +63,13 @@ class PaymentsProcess(RestartableService):
 
 
 @pytest.fixture
-def payments_proc(stack: Stack) -> Iterator[PaymentsProcess]:
-    proc = PaymentsProcess(
+def payments_proc(stack: Stack, service_restarts: Supervisor) -> PaymentsProcess:
+    # The last replacement keeps serving after the test (service_restarts).
+    return PaymentsProcess(
         spec=service_spec(stack, "payments", "payments-chaos"),
+        supervisor=service_restarts,
         port=port_of(stack.grpc_targets["payments"]),
     )
-    yield proc
-    proc.supervisor.stop_all()
 
 
 async def _create(c: Customer, idem: str) -> str:
