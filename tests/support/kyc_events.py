@@ -12,15 +12,13 @@ import asyncio
 import time
 import uuid
 
-import nats
 import psycopg
-from google.protobuf import any_pb2, timestamp_pb2
 from google.protobuf.message import Message
 
 from devstack.stack import Stack
-from fintech.events.v1 import envelope_pb2, kyc_events_pb2
-from services.platform.events import events_subject
+from fintech.events.v1 import kyc_events_pb2
 from services.platform.migrate import DEFAULT_DATABASE, database_url
+from tests.support.events import publish_events
 
 PROJECTION_DEADLINE_S = 30.0
 _EVENTS: dict[str, tuple[str, type[Message]]] = {
@@ -32,30 +30,8 @@ _EVENTS: dict[str, tuple[str, type[Message]]] = {
 
 
 async def publish_kyc_event(nats_url: str, user_name: str, status: str) -> None:
-    event_type, message_cls = _EVENTS[status]
-    nc = await nats.connect(nats_url)
-    try:
-        now = timestamp_pb2.Timestamp()
-        now.GetCurrentTime()
-        payload = any_pb2.Any()
-        payload.Pack(message_cls(user=user_name))
-        event_id = str(uuid.uuid4())
-        envelope = envelope_pb2.EventEnvelope(
-            event_id=event_id,
-            event_type=event_type,
-            source="kyc",
-            subject=user_name,
-            occur_time=now,
-            schema_version=1,
-            payload=payload,
-        )
-        await nc.jetstream().publish(
-            events_subject(event_type),
-            envelope.SerializeToString(),
-            headers={"Nats-Msg-Id": event_id, "Fintech-Event-Type": event_type},
-        )
-    finally:
-        await nc.close()
+    _, message_cls = _EVENTS[status]
+    await publish_events(nats_url, "kyc", [(user_name, message_cls(user=user_name))])
 
 
 def set_kyc_status(stack: Stack, user_name: str, status: str = "APPROVED") -> None:

@@ -13,17 +13,15 @@ import time
 import uuid
 
 import grpc
-import nats
 import pytest
-from google.protobuf import any_pb2, timestamp_pb2
 
 from devstack.stack import Stack
-from fintech.events.v1 import envelope_pb2, identity_events_pb2
+from fintech.events.v1 import identity_events_pb2
 from fintech.identity.v1 import identity_pb2, identity_pb2_grpc
 from fintech.ledger.v1 import ledger_pb2
-from services.platform.events import events_subject
 from tests.integration.edge import PASSWORD, new_user_body
 from tests.integration.ledger.ledger_it_support import L, LedgerClient, key
+from tests.support.events import publish_events
 
 pytestmark = pytest.mark.integration
 
@@ -63,31 +61,9 @@ async def wait_for_wallet(ledger: LedgerClient, owner: str) -> list[ledger_pb2.A
 
 
 async def publish_registered(nats_url: str, user: str, times: int) -> None:
-    nc = await nats.connect(nats_url)
-    try:
-        js = nc.jetstream()
-        now = timestamp_pb2.Timestamp()
-        now.GetCurrentTime()
-        payload = any_pb2.Any()
-        payload.Pack(identity_events_pb2.UserRegistered(user=user, create_time=now))
-        for _ in range(times):
-            event_id = str(uuid.uuid4())
-            envelope = envelope_pb2.EventEnvelope(
-                event_id=event_id,
-                event_type="user.registered",
-                source="identity",
-                subject=user,
-                occur_time=now,
-                schema_version=1,
-                payload=payload,
-            )
-            await js.publish(
-                events_subject("user.registered"),
-                envelope.SerializeToString(),
-                headers={"Nats-Msg-Id": event_id, "Fintech-Event-Type": "user.registered"},
-            )
-    finally:
-        await nc.close()
+    """identity's user.registered, `times` times, each with its own event id."""
+    event = identity_events_pb2.UserRegistered(user=user)
+    await publish_events(nats_url, "identity", [(user, event)] * times)
 
 
 async def test_registration_opens_exactly_one_brl_wallet(

@@ -13,7 +13,6 @@ from typing import Any
 import grpc
 import httpx
 import nats
-from google.protobuf import any_pb2, timestamp_pb2
 
 from devstack.stack import Stack
 from fintech.events.v1 import envelope_pb2, identity_events_pb2
@@ -24,6 +23,7 @@ from fintech.type.v1 import money_pb2
 from services.ledger.domain.chart import BANK_CASH, FEE_REVENUE, PSP_CLEARING
 from services.platform.events import events_subject
 from tests.integration.ledger.ledger_it_support import L, LedgerClient, transfer
+from tests.support.events import publish_events
 from tests.support.tokens import mint_token
 
 CALL_TIMEOUT_S = 20.0
@@ -51,32 +51,9 @@ def key() -> str:
 
 
 async def publish_registered(nats_url: str, users: list[str]) -> None:
-    """user.registered as identity publishes it: the ledger opens each wallet."""
-    nc = await nats.connect(nats_url)
-    try:
-        js = nc.jetstream()
-        now = timestamp_pb2.Timestamp()
-        now.GetCurrentTime()
-        for user in users:
-            payload = any_pb2.Any()
-            payload.Pack(identity_events_pb2.UserRegistered(user=user, create_time=now))
-            event_id = str(uuid.uuid4())
-            envelope = envelope_pb2.EventEnvelope(
-                event_id=event_id,
-                event_type="user.registered",
-                source="identity",
-                subject=user,
-                occur_time=now,
-                schema_version=1,
-                payload=payload,
-            )
-            await js.publish(
-                events_subject("user.registered"),
-                envelope.SerializeToString(),
-                headers={"Nats-Msg-Id": event_id, "Fintech-Event-Type": "user.registered"},
-            )
-    finally:
-        await nc.close()
+    """identity's user.registered for each user (ledger opens their wallets)."""
+    events = [(user, identity_events_pb2.UserRegistered(user=user)) for user in users]
+    await publish_events(nats_url, "identity", events)
 
 
 @dataclass
