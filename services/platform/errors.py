@@ -29,7 +29,6 @@ TOKEN_INVALID = "TOKEN_INVALID"  # noqa: S105 - an error reason, not a secret
 TOKEN_EXPIRED = "TOKEN_EXPIRED"  # noqa: S105 - an error reason, not a secret
 TOKEN_REVOKED = "TOKEN_REVOKED"  # noqa: S105 - an error reason, not a secret
 PERMISSION_DENIED = "PERMISSION_DENIED"
-NOT_IMPLEMENTED = "NOT_IMPLEMENTED"
 INTERNAL = "INTERNAL"
 AUTH_UNAVAILABLE = "AUTH_UNAVAILABLE"
 
@@ -116,15 +115,6 @@ def unauthenticated(reason: str, message: str) -> AppError:
 
 def unavailable(reason: str, message: str) -> AppError:
     return AppError(grpc.StatusCode.UNAVAILABLE, reason, message)
-
-
-def unimplemented(service: str, method: str) -> AppError:
-    return AppError(
-        grpc.StatusCode.UNIMPLEMENTED,
-        NOT_IMPLEMENTED,
-        f"{service}/{method} is not implemented yet",
-        metadata={"service": service, "method": method},
-    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -37,14 +37,6 @@ def test_status_without_violations_has_no_bad_request() -> None:
     assert details_from_status(status).violations == ()
 
 
-def test_unimplemented_helper_names_the_method() -> None:
-    err = errors.unimplemented("fintech.kyc.v1.KycService", "SubmitDocument")
-    assert err.code is grpc.StatusCode.UNIMPLEMENTED
-    assert err.reason == "NOT_IMPLEMENTED"
-    assert "SubmitDocument" in err.message
-    assert details_from_status(err.to_status(DOMAIN)).metadata["method"] == "SubmitDocument"
-
-
 def test_app_error_rejects_ok_and_lowercase_reason() -> None:
     with pytest.raises(AssertionError):
         AppError(grpc.StatusCode.OK, "FINE", "no")

@@ -1,15 +1,11 @@
-"""Settings from the environment, method policies, and the unimplemented servicer."""
+"""Settings from the environment and method policies."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import grpc
 import pytest
-from google.protobuf import wrappers_pb2
 
-from services.platform import errors
-from services.platform.errors import AppError, details_from_rpc_error
 from services.platform.policy import (
     DEFAULT_POLICY,
     INFRASTRUCTURE_POLICY,
@@ -18,10 +14,8 @@ from services.platform.policy import (
     split_full_method,
     static_policies,
 )
-from services.platform.server_interceptors import ErrorInterceptor
 from services.platform.settings import Settings, SettingsError
-from services.platform.unimplemented import unimplemented_servicer
-from tests.unit.platform.platform_unit_support import SERVICE, start_server, stub
+from tests.unit.platform.platform_unit_support import SERVICE
 
 
 def test_settings_defaults() -> None:
@@ -82,31 +76,6 @@ def test_policy_lookup_defaults_and_static_table() -> None:
     lookup = static_policies({"/a.B/C": MethodPolicy(mutating=True)})
     assert lookup("/a.B/C").mutating and not lookup("/a.B/D").mutating
     assert lookup("/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo").public
-
-
-class EchoServicerBase:
-    async def Echo(self, request, context):  # type: ignore[no-untyped-def]
-        raise NotImplementedError
-
-
-async def test_unimplemented_servicer_answers_not_implemented() -> None:
-    servicer = unimplemented_servicer(EchoServicerBase, SERVICE)
-    assert isinstance(servicer, EchoServicerBase)
-    with pytest.raises(AppError) as direct:
-        await servicer.Echo(wrappers_pb2.StringValue(), None)
-    assert direct.value.reason == errors.NOT_IMPLEMENTED
-    server, channel = await start_server(
-        [ErrorInterceptor("unit.fintech.local")], {"Echo": servicer.Echo}
-    )
-    try:
-        with pytest.raises(grpc.aio.AioRpcError) as exc:
-            await stub(channel, "Echo")(wrappers_pb2.StringValue())
-        details = details_from_rpc_error(exc.value)
-        assert details.code is grpc.StatusCode.UNIMPLEMENTED
-        assert details.reason == "NOT_IMPLEMENTED" and details.metadata["method"] == "Echo"
-    finally:
-        await channel.close()
-        await server.stop(None)
 
 
 def test_policy_for_reads_the_contract_option() -> None:
