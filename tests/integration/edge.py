@@ -137,6 +137,30 @@ class EdgeClient:
             },
         )
 
+    def returning_customer(self, email: str, **overrides: Any) -> Session:
+        """Log in the customer registered with `email`, registering it on first use.
+
+        Test state survives between runs (a profile's database is kept) and a
+        CPF registers once, so a second run logs in instead of registering.
+        """
+        created = self.register(new_user_body(email=email, **overrides))
+        if created.status_code == 409:
+            assert error_reason(created) in {"CPF_ALREADY_REGISTERED", "EMAIL_ALREADY_REGISTERED"}
+        else:
+            assert created.status_code == 200, created.text
+        device = uuid.uuid4().hex
+        login = self.login(email, device_id=device)
+        assert login.status_code == 200, login.text
+        tokens = login.json()
+        me = self.request("GET", "/v1/users/me", token=tokens["access_token"])
+        assert me.status_code == 200, me.text
+        return Session(
+            user_name=me.json()["name"],
+            access_token=tokens["access_token"],
+            refresh_token=tokens["refresh_token"],
+            device_id=device,
+        )
+
     def signed_up(self, **overrides: Any) -> tuple[Session, dict[str, Any]]:
         """Register and log in a fresh user; returns its session and registration body."""
         body = new_user_body(**overrides)
@@ -152,3 +176,25 @@ class EdgeClient:
             refresh_token=tokens["refresh_token"],
             device_id=device,
         ), body
+
+
+class MobileApp:
+    """The mobile app's calls through Envoy as one signed-in customer."""
+
+    def __init__(self, edge: EdgeClient, session: Session) -> None:
+        self.edge = edge
+        self.session = session
+
+    @property
+    def user(self) -> str:
+        return self.session.user_name
+
+    def call(self, method: str, path: str, *, mutating: bool = False, **kw: Any) -> httpx.Response:
+        """A fresh idempotency key per mutating call unless `idempotency_key` is given."""
+        return self.edge.request(
+            method,
+            path,
+            token=self.session.access_token,
+            idempotency_key=kw.pop("idempotency_key", uuid.uuid4().hex if mutating else None),
+            **kw,
+        )

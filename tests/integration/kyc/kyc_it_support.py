@@ -25,7 +25,7 @@ from devstack.stack import Stack
 from services.brazil.documents import cpf_check_digits
 from simulators.govdocs.app import name_similarity
 from simulators.receita.people import Person, person_for
-from tests.integration.edge import EdgeClient, Session, error_reason, new_user_body
+from tests.integration.edge import EdgeClient, MobileApp, Session
 from tests.support.tokens import mint_token
 
 POLL_S = 0.2
@@ -101,48 +101,17 @@ def partial_name(person: Person) -> str:
 
 
 def customer(edge: EdgeClient, person: Person, full_name: str | None = None) -> Session:
-    """Log in the customer with this person's CPF, registering it on first use
-    (state survives between runs, and a CPF registers once)."""
-    email = f"kyc-it-{person.cpf}@example.com"
-    body = new_user_body(
+    """The customer with this person's CPF, registered on first use."""
+    return edge.returning_customer(
+        f"kyc-it-{person.cpf}@example.com",
         cpf=person.cpf,
-        email=email,
         full_name=(full_name or person.nome).title(),
         birth_date=person.data_nascimento.isoformat(),
     )
-    created = edge.register(body)
-    if created.status_code == 409:
-        assert error_reason(created) in {"CPF_ALREADY_REGISTERED", "EMAIL_ALREADY_REGISTERED"}
-    else:
-        assert created.status_code == 200, created.text
-    device = uuid.uuid4().hex
-    login = edge.login(email, device_id=device)
-    assert login.status_code == 200, login.text
-    tokens = login.json()
-    me = edge.request("GET", "/v1/users/me", token=tokens["access_token"])
-    assert me.status_code == 200, me.text
-    return Session(me.json()["name"], tokens["access_token"], tokens["refresh_token"], device)
 
 
-class KycApp:
+class KycApp(MobileApp):
     """The mobile app's KYC calls through Envoy, as one customer."""
-
-    def __init__(self, edge: EdgeClient, session: Session) -> None:
-        self.edge = edge
-        self.session = session
-
-    @property
-    def user(self) -> str:
-        return self.session.user_name
-
-    def call(self, method: str, path: str, *, mutating: bool = False, **kw: Any) -> httpx.Response:
-        return self.edge.request(
-            method,
-            path,
-            token=self.session.access_token,
-            idempotency_key=kw.pop("idempotency_key", key() if mutating else None),
-            **kw,
-        )
 
     def upload(self, doc_type: str, content: bytes, number: str = "", **kw: Any) -> httpx.Response:
         document: dict[str, Any] = {"type": doc_type}

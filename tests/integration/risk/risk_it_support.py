@@ -32,7 +32,7 @@ from devstack.stack import Stack
 from fintech.risk.v1 import risk_pb2, risk_pb2_grpc
 from fintech.type.v1 import money_pb2
 from services.platform.errors import ErrorDetails, details_from_rpc_error
-from tests.integration.edge import EdgeClient, Session, error_reason, new_user_body
+from tests.integration.edge import EdgeClient, MobileApp, Session
 from tests.support.tokens import mint_token
 
 # Offsets of the simulators in the dev stack's port plan (docs/RISK.md).
@@ -234,52 +234,12 @@ class BankLog:
 
 
 def customer(edge: EdgeClient, cpf: str) -> Session:
-    """Log in the customer with this CPF, registering it on first use.
-
-    Test state survives between runs (the profile's database is kept), and a
-    CPF can be registered once, so the e-mail is derived from the CPF and a
-    second run logs in instead of registering again.
-    """
-    email = f"risk-it-{cpf}@example.com"
-    body = new_user_body(cpf=cpf, email=email)
-    created = edge.register(body)
-    if created.status_code == 409:
-        assert error_reason(created) in {"CPF_ALREADY_REGISTERED", "EMAIL_ALREADY_REGISTERED"}
-    else:
-        assert created.status_code == 200, created.text
-    device = uuid.uuid4().hex
-    login = edge.login(email, device_id=device)
-    assert login.status_code == 200, login.text
-    tokens = login.json()
-    me = edge.request("GET", "/v1/users/me", token=tokens["access_token"])
-    assert me.status_code == 200, me.text
-    return Session(
-        user_name=me.json()["name"],
-        access_token=tokens["access_token"],
-        refresh_token=tokens["refresh_token"],
-        device_id=device,
-    )
+    """The customer with this CPF, registered on first use."""
+    return edge.returning_customer(f"risk-it-{cpf}@example.com", cpf=cpf)
 
 
-class OpenFinanceApp:
+class OpenFinanceApp(MobileApp):
     """The mobile app's calls to OpenFinanceService through Envoy, as one customer."""
-
-    def __init__(self, edge: EdgeClient, session: Session) -> None:
-        self.edge = edge
-        self.session = session
-
-    @property
-    def user(self) -> str:
-        return self.session.user_name
-
-    def call(self, method: str, path: str, *, mutating: bool = False, **kw: Any) -> httpx.Response:
-        return self.edge.request(
-            method,
-            path,
-            token=self.session.access_token,
-            idempotency_key=key() if mutating else None,
-            **kw,
-        )
 
     def create_consent(
         self,
