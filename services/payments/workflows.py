@@ -16,7 +16,6 @@ timestamps, last error) in `payment_steps`.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import uuid
 from dataclasses import dataclass
@@ -46,7 +45,6 @@ with workflow.unsafe.imports_passed_through():
     from services.payments.psp import PspClient, PspRejectedError
     from services.platform.crypto import FieldCipher
     from services.platform.db import Database
-    from services.platform.errors import AppError
     from services.platform.http_client import CircuitOpenError, ProviderError
 
 log = logging.getLogger(__name__)
@@ -653,6 +651,3 @@ async def start(
         )
     except WorkflowAlreadyStartedError:
         pass
-
-
-del asyncio, AppError
