@@ -179,18 +179,28 @@ class ObjectStore:
         await self._request("DELETE", key, ok=(200, 204, 404))
 
     def presign_get(self, key: str, expires_seconds: int, now: datetime | None = None) -> str:
-        assert 1 <= expires_seconds <= MAX_PRESIGN_SECONDS
-        now = now or datetime.now(UTC)
-        amz_date = now.strftime("%Y%m%dT%H%M%SZ")
-        scope = f"{amz_date[:8]}/{REGION}/{SERVICE}/aws4_request"
-        query = {
-            "X-Amz-Algorithm": ALGORITHM,
-            "X-Amz-Credential": f"{self._creds.access_key_id}/{scope}",
-            "X-Amz-Date": amz_date,
-            "X-Amz-Expires": str(expires_seconds),
-            "X-Amz-SignedHeaders": "host",
-        }
-        path = self._path(key)
-        signature = sign("GET", path, query, {"host": self._host}, UNSIGNED, self._creds, now)
-        query["X-Amz-Signature"] = signature
-        return f"{self.endpoint}{quote(path, safe='/-_.~')}?{canonical_query(query)}"
+        return presigned_get_url(self.endpoint, self._path(key), self._creds, expires_seconds, now)
+
+
+def presigned_get_url(
+    endpoint: str, path: str, creds: Credentials, expires_seconds: int, now: datetime | None = None
+) -> str:
+    """A SigV4 query-signed GET of `path` (`/bucket/key`) valid `expires_seconds`
+    from `now`; the store refuses it afterwards. A function of its own so a test
+    can sign with a past `now` exactly as the service signs."""
+    assert 1 <= expires_seconds <= MAX_PRESIGN_SECONDS
+    now = now or datetime.now(UTC)
+    endpoint = endpoint.rstrip("/")
+    amz_date = now.strftime("%Y%m%dT%H%M%SZ")
+    scope = f"{amz_date[:8]}/{REGION}/{SERVICE}/aws4_request"
+    query = {
+        "X-Amz-Algorithm": ALGORITHM,
+        "X-Amz-Credential": f"{creds.access_key_id}/{scope}",
+        "X-Amz-Date": amz_date,
+        "X-Amz-Expires": str(expires_seconds),
+        "X-Amz-SignedHeaders": "host",
+    }
+    host = urlsplit(endpoint).netloc
+    signature = sign("GET", path, query, {"host": host}, UNSIGNED, creds, now)
+    query["X-Amz-Signature"] = signature
+    return f"{endpoint}{quote(path, safe='/-_.~')}?{canonical_query(query)}"

@@ -13,14 +13,16 @@ Cache (Redis, TTL): only the bureau's last good answer per CPF is kept and used
 as a fallback, because the bureau is a soft signal for KYC (a footprint check)
 and a day-old score says the same. The CPF situation and the document match
 are never answered from a cache: a decision on them needs today's answer. The
-cache key is the CPF's keyed HMAC and the value holds no PII.
+cache key is the CPF's keyed HMAC and the value holds no PII. The bureau call,
+its parsing and the cache are the shared services.providers.bureau client
+(risk uses it too, with its own TTL and key space); this module keeps KYC's
+policy (bureau first, cache only while it is down) and error mapping.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
-import json
 import logging
 import time
 import uuid
@@ -29,23 +31,21 @@ from datetime import date
 from typing import Any
 
 import httpx
-from redis.asyncio import Redis
-from redis.exceptions import RedisError
 
 from services.kyc.domain.rules import BureauAnswer, CpfAnswer, DocumentAnswer
-from services.platform.crypto import FieldCipher
 from services.platform.http_client import (
     CallLog,
     ProviderError,
     ResilienceConfig,
     ResilientHttpClient,
 )
+from services.providers import bureau as shared_bureau
 
 log = logging.getLogger(__name__)
 
 RECEITA = "receita"
 GOVDOCS = "govdocs"
-BUREAU = "bureau"
+BUREAU = shared_bureau.PROVIDER
 
 # KYC runs in the background (a workflow), so a provider gets a little longer
 # than on a request path; the workflow's retry policy is the long wait.
@@ -63,7 +63,6 @@ KYC_RESILIENCE = ResilienceConfig(
 BUREAU_CACHE_TTL_SECONDS = 24 * 3600
 BUREAU_CACHE_PREFIX = "kyc:bureau:"
 TOKEN_EXPIRY_MARGIN_SECONDS = 30
-MAX_NEGATIVE_RECORDS = 1000
 
 
 class ProviderDown(Exception):
@@ -235,76 +234,25 @@ class BureauResult:
     from_cache: bool
 
 
-class BureauClient:
-    def __init__(
-        self,
-        base_url: str,
-        redis: Redis | None,
-        cipher: FieldCipher,
-        *,
-        call_log: CallLog | None = None,
-        config: ResilienceConfig = KYC_RESILIENCE,
-        transport: httpx.AsyncBaseTransport | None = None,
-        cache_ttl_seconds: int = BUREAU_CACHE_TTL_SECONDS,
-    ) -> None:
-        assert 1 <= cache_ttl_seconds <= 7 * 24 * 3600
-        self.http = ResilientHttpClient(
-            BUREAU, base_url.rstrip("/"), config=config, call_log=call_log, transport=transport
-        )
-        self._redis = redis
-        self._cipher = cipher
-        self._ttl = cache_ttl_seconds
+class BureauClient(shared_bureau.BureauClient):
+    """KYC's policy over the shared bureau client: always ask the bureau first
+    and fall back to the cached answer only while it cannot answer (module doc)."""
 
-    async def aclose(self) -> None:
-        await self.http.aclose()
-
-    def cache_key(self, cpf: str) -> str:
-        return BUREAU_CACHE_PREFIX + self._cipher.lookup_hash("kyc.bureau:" + cpf).hex()
-
-    async def _cached(self, cpf: str) -> BureauAnswer | None:
-        if self._redis is None:
-            return None
-        try:
-            raw = await self._redis.get(self.cache_key(cpf))
-            if raw is None:
-                return None
-            data = json.loads(raw)
-            return BureauAnswer(score=data["score"], negative_records=int(data["negative"]))
-        except (RedisError, ValueError, KeyError, TypeError) as exc:
-            log.warning("bureau cache unusable: %s", type(exc).__name__)
-            return None
-
-    async def _store(self, cpf: str, answer: BureauAnswer) -> None:
-        if self._redis is None:
-            return
-        value = json.dumps({"score": answer.score, "negative": answer.negative_records})
-        try:
-            await self._redis.set(self.cache_key(cpf), value, ex=self._ttl)
-        except RedisError as exc:
-            log.warning("bureau cache write failed: %s", type(exc).__name__)
+    CACHE_PREFIX = BUREAU_CACHE_PREFIX
+    KEY_CONTEXT = "kyc.bureau:"
+    CACHE_TTL_SECONDS = BUREAU_CACHE_TTL_SECONDS
+    RESILIENCE = KYC_RESILIENCE
 
     async def report(self, cpf: str) -> BureauResult:
         """Fresh answer when the bureau answers; the cached one while it is down."""
         try:
-            response = await self.http.request(
-                "GET", f"/v1/scores/{cpf}", endpoint="/v1/scores/{cpf}"
-            )
-        except ProviderError as exc:
-            cached = await self._cached(cpf)
-            if cached is not None:
-                return BureauResult(cached, from_cache=True)
-            raise ProviderDown(BUREAU, str(exc)) from exc
-        if response.status_code == 404:
-            answer = BureauAnswer(score=None, negative_records=0)
-        elif response.status_code != 200:
-            raise ProviderRejected(BUREAU, f"HTTP {response.status_code}")
-        else:
-            body = _json(BUREAU, response)
-            score, records = body.get("score"), body.get("negative_records") or []
-            if score is not None and (not isinstance(score, int) or not 0 <= score <= 1000):
-                raise ProviderRejected(BUREAU, "score out of range")
-            if not isinstance(records, list) or len(records) > MAX_NEGATIVE_RECORDS:
-                raise ProviderRejected(BUREAU, "negative_records is not a bounded list")
-            answer = BureauAnswer(score=score, negative_records=len(records))
-        await self._store(cpf, answer)
-        return BureauResult(answer, from_cache=False)
+            report = await self.ask(cpf)
+        except shared_bureau.BureauUnavailable as exc:
+            cached = await self.cached(cpf)
+            if cached is None:
+                raise ProviderDown(BUREAU, str(exc)) from exc
+            report = cached
+        except shared_bureau.BureauRejected as exc:
+            raise ProviderRejected(BUREAU, str(exc)) from exc
+        answer = BureauAnswer(score=report.score, negative_records=report.negative_records)
+        return BureauResult(answer, from_cache=report.from_cache)

@@ -74,8 +74,19 @@ FIXED: dict[str, Person] = {
                "PENDENTE_DE_REGULARIZACAO", "50000000458", "708899001"),
         Person("10000000523", "PEDRO NULO DIAS", date(1990, 6, 6), "NULA",
                "60000000547", "809900112"),
+        # Screening identities (KYC's PEP and sanctions paths), REGULAR at Receita:
+        # the name and birth date of OFAC SDN entry 4149 ("CAVIEDES CRUZ,
+        # Leonardo", DOB 23 Nov 1952) in ../shared/data/sanctions/ofac-sdn ...
+        Person("40050060007", "LEONARDO CAVIEDES CRUZ", date(1952, 11, 23), "REGULAR",
+               "70000000195", "910011223"),
+        # ... and the first row of services/kyc/data/br_pep_sample.csv (a federal
+        # deputy; the CPF fits the file's mask ***.104.227-**).
+        Person("12310422738", "ARISTIDES QUINTELA DE VASCONCELOS", date(1961, 4, 9), "REGULAR",
+               "70000000201", "011122334"),
     )
 }  # fmt: skip
+SANCTIONED_CPF = "40050060007"
+PEP_CPF = "12310422738"
 
 # A valid CPF that Receita has no record of (404 on both simulators).
 NOT_FOUND_CPFS = frozenset({"10000000604"})

@@ -178,6 +178,50 @@ def backoffice_token(stack: Stack) -> str:
     return mint_token(stack.secrets_dir, ["backoffice"], subject=f"analyst-{uuid.uuid4().hex[:8]}")
 
 
+MAX_QUEUE_PAGES = 50
+
+
+def open_review_case(edge: EdgeClient, analyst: str, user: str) -> dict[str, Any] | None:
+    """The customer's open case in the back office's review queue, or None."""
+    path = "/v1/kyc/reviewCases?page_size=100"
+    for _ in range(MAX_QUEUE_PAGES):
+        queue = edge.request("GET", path, token=analyst)
+        assert queue.status_code == 200, queue.text
+        body = queue.json()
+        mine = [c for c in body.get("review_cases", []) if c["user"] == user]
+        if mine:
+            assert len(mine) == 1, mine  # one submission in progress per customer
+            return mine[0]
+        if not body.get("next_page_token"):
+            return None
+        path = f"/v1/kyc/reviewCases?page_size=100&page_token={body['next_page_token']}"
+    raise AssertionError(f"review queue longer than {MAX_QUEUE_PAGES} pages")
+
+
+def decide_review(
+    edge: EdgeClient, analyst: str, case_name: str, *, approve: bool, reason: str
+) -> httpx.Response:
+    verb = "approve" if approve else "decline"
+    return edge.request(
+        "POST",
+        f"/v1/kyc/{case_name}:{verb}",
+        token=analyst,
+        idempotency_key=f"{verb}-{uuid.uuid4().hex}",
+        json={"reason": reason},
+    )
+
+
+def submission_check(db: Db, submission: str, check: str) -> dict[str, Any]:
+    """The evidence KYC stored for one check of `submissions/{id}`."""
+    evidence = db.scalar(
+        "SELECT evidence FROM kyc.submission_checks WHERE submission_id = %s AND check_type = %s",
+        submission.removeprefix("submissions/"),
+        check,
+    )
+    assert isinstance(evidence, dict), evidence
+    return evidence
+
+
 class Sim:
     """A provider simulator's admin API (faults)."""
 

@@ -1,12 +1,14 @@
 """The KYC process against failure: a provider outage mid-process (waits,
 shows WAITING_PROVIDER, resumes by itself, no extra provider calls beyond the
-retry policy), the kyc process SIGKILLed mid-process (resumes on restart
-without asking a provider twice), and duplicate events (applied once)."""
+retry policy), the bureau down (its cached last good answer serves; without
+one the check waits), the kyc process SIGKILLed mid-process (resumes on
+restart without asking a provider twice), and duplicate events (applied once)."""
 
 from __future__ import annotations
 
 import asyncio
 import time
+from typing import Any
 
 import nats
 import pytest
@@ -24,6 +26,7 @@ from tests.integration.kyc.kyc_it_support import (
     Sim,
     customer,
     generated_person,
+    submission_check,
 )
 from tests.support.processes import (
     port_of,
@@ -82,6 +85,72 @@ def test_provider_outage_waits_then_resumes(edge: EdgeClient, db: Db, sims: dict
     # Other providers were asked once each, after the recovery.
     assert [s for s, _ in db.calls("bureau", since)] == [200]
     assert db.calls("govdocs", since, VALIDATE) == [(200, None)]
+
+
+def _checks(sub: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {c["type"]: c for c in sub["checks"]}
+
+
+def test_bureau_down_is_answered_from_the_cached_report(
+    edge: EdgeClient, db: Db, sims: dict[str, Sim]
+) -> None:
+    person = generated_person()
+    app = KycApp(edge, customer(edge, person))
+    doc = app.identity_document(person)
+    first = app.submit([doc])
+    assert first.status_code == 200, first.text
+    answered = app.wait_submission(first.json()["name"])
+    assert answered["state"] == "KYC_STATE_APPROVED", answered
+    assert _checks(answered)["CHECK_TYPE_BUREAU"]["from_cache"] is False
+
+    since = db.last_call_id()
+    with sims["bureau"].faulty(outage=True):
+        again = app.submit([doc])
+        assert again.status_code == 200, again.text
+        done = app.wait_submission(again.json()["name"], timeout_s=30.0)
+        states = {t: c["state"] for t, c in _checks(done).items()}
+    # Completed during the outage, on the answer the bureau gave the first time.
+    assert done["state"] == "KYC_STATE_APPROVED", done
+    assert set(states.values()) == {"CHECK_STATE_PASSED"}, states
+    assert _checks(done)["CHECK_TYPE_BUREAU"]["from_cache"] is True
+    assert submission_check(db, done["name"], "BUREAU") == submission_check(
+        db, answered["name"], "BUREAU"
+    )
+    # The bureau was asked (fresh first), failed within one client call's
+    # retries, and was not waited for.
+    calls = db.calls("bureau", since)
+    assert calls and all(status == 503 for status, _ in calls), calls
+    assert len(calls) <= KYC_RESILIENCE.max_attempts, calls
+    assert app.status()["state"] == "KYC_STATE_APPROVED"
+
+
+def test_bureau_down_without_a_cached_report_waits(
+    edge: EdgeClient, db: Db, sims: dict[str, Sim]
+) -> None:
+    person = generated_person()  # a CPF never asked before: nothing cached
+    app = KycApp(edge, customer(edge, person))
+    doc = app.identity_document(person)
+    since = db.last_call_id()
+    with sims["bureau"].faulty(outage=True):
+        created = app.submit([doc])
+        assert created.status_code == 200, created.text
+        name = created.json()["name"]
+
+        def only_the_bureau_waits() -> bool:
+            status = app.status()
+            return status["state"] == "KYC_STATE_WAITING_PROVIDER" and status["pending_checks"] == [
+                "CHECK_TYPE_BUREAU"
+            ]
+
+        wait_for("the bureau check to wait", only_the_bureau_waits)
+        app.wait_kyc_status("KYC_STATUS_WAITING_PROVIDER")
+        bureau = _checks(app.submission(name))["CHECK_TYPE_BUREAU"]
+        assert bureau["state"] == "CHECK_STATE_WAITING_PROVIDER"
+    done = app.wait_submission(name, timeout_s=60.0)
+    assert done["state"] == "KYC_STATE_APPROVED", done
+    assert _checks(done)["CHECK_TYPE_BUREAU"]["from_cache"] is False
+    calls = db.calls("bureau", since)
+    assert [s for s, _ in calls if s == 200] == [200], calls  # asked once it could answer
 
 
 def test_kyc_killed_mid_process_resumes(

@@ -1,0 +1,1 @@
+"""Clients of third-party providers that more than one service calls."""
