@@ -22,6 +22,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from redis.asyncio import Redis
 
+from services.platform.app import tune_gc
 from services.platform.logs import configure_logging
 from services.platform.metrics import MetricsServer
 from services.platform.settings import Settings, SettingsError
@@ -92,6 +93,7 @@ async def serve() -> None:
     metrics = (
         MetricsServer(settings.grpc_host, settings.metrics_port) if settings.metrics_port else None
     )
+    tune_gc()
     log.info("ratelimit serving on %s:%d with %s", settings.grpc_host, running.port, config_path)
 
     stop = asyncio.Event()

@@ -32,6 +32,7 @@ from services.platform.outbox import (
     MSG_ID_HEADER,
     OutboxRelay,
     RelayConfig,
+    RelayPublishError,
     add_event,
     ensure_stream,
 )
@@ -190,6 +191,49 @@ async def test_crash_after_publish_is_deduplicated(env: Env) -> None:
     assert await unpublished(env.db) == 0
     envelopes = [EventEnvelope.FromString(m.data) for m in await stream_messages(env)]
     assert [e.subject for e in envelopes] == ["things/0", "things/1", "things/2"]
+
+
+async def test_a_failure_inside_a_pipelined_batch_keeps_the_rest_in_line(env: Env) -> None:
+    """The relay writes a whole batch before awaiting the acknowledgements. An
+    event JetStream refuses (here: a subject no stream binds, so no responder)
+    must stop the marking at it: the events before it are marked, it records
+    the error, and the ones after it, though stored, stay unpublished until
+    it goes out; republishing them stores nothing twice."""
+    async with env.db.transaction() as conn:
+        for i in range(5):
+            await add_event(conn, event=env.event(str(i)), aggregate=f"things/{i}")
+    third = await env.db.scalar(
+        text(
+            "SELECT id FROM outbox_events WHERE published_at IS NULL"
+            " ORDER BY created_at, id OFFSET 2 LIMIT 1"
+        )
+    )
+    async with env.db.transaction() as conn:
+        await conn.execute(
+            text("UPDATE outbox_events SET subject = 'nowhere.bound' WHERE id = :id"),
+            {"id": third},
+        )
+    relay = OutboxRelay(env.db, env.js, "unused", env.config)
+    with pytest.raises(RelayPublishError):
+        await relay.relay_once()
+    assert await unpublished(env.db) == 3  # the refused event and the two after it
+    refused = (
+        await env.db.execute(
+            text("SELECT attempts, last_error FROM outbox_events WHERE id = :id"), {"id": third}
+        )
+    ).one()
+    assert refused.attempts == 1 and refused.last_error
+    assert await stored_count(env) == 4  # 0, 1 and the pipelined 3, 4
+    async with env.db.transaction() as conn:  # an operator fixes the event
+        await conn.execute(
+            text("UPDATE outbox_events SET subject = :s WHERE id = :id"),
+            {"s": env.subject, "id": third},
+        )
+    assert await relay.relay_once() == 3
+    assert await unpublished(env.db) == 0
+    assert await stored_count(env) == 5  # 3 and 4 were not stored twice
+    envelopes = [EventEnvelope.FromString(m.data) for m in await stream_messages(env)]
+    assert sorted(e.subject for e in envelopes) == [f"things/{i}" for i in range(5)]
 
 
 async def test_background_relay_wakes_on_notify(env: Env, schema: ServiceSchema) -> None:
