@@ -31,6 +31,7 @@ from services.payments.domain.rules import (
     external_reference,
     fee_for,
     limit_violation,
+    night_of,
     refund_id_for,
     workflow_id,
 )
@@ -44,6 +45,7 @@ from services.payments.ledger_gateway import (
 from services.payments.psp import PspClient, PspRejectedError
 from services.platform import audit, pagination
 from services.platform.auth import Principal, current_principal, require_owner, require_role
+from services.platform.clock import OffsetClock
 from services.platform.crypto import FieldCipher
 from services.platform.db import Database
 from services.platform.errors import (
@@ -59,6 +61,8 @@ from services.platform.http_client import ProviderError
 log = logging.getLogger(__name__)
 
 SAO_PAULO = ZoneInfo("America/Sao_Paulo")
+# Tests only (see services/platform/clock.py): honour payments.test_clock.
+TEST_CLOCK_ENV = "FINTECH_PAYMENTS_TEST_CLOCK"
 RECEIVER_NAME = "FINTECH PAGAMENTOS"
 RECEIVER_CITY = "SAO PAULO"
 # Our own receiving PIX key (EVP) at the PSP; the txid tells the charges apart.
@@ -210,6 +214,8 @@ class PaymentsService:
         default_limits: Limits = DEFAULT_LIMITS,
     ) -> None:
         self._db = db
+        # The limits' clock (day and night); tests move it, see platform/clock.py.
+        self._clock = OffsetClock(db, TEST_CLOCK_ENV)
         self._cipher = cipher
         self._ledger = ledger
         self._psp = psp
@@ -241,8 +247,9 @@ class PaymentsService:
             raise failed_precondition("WALLET_NOT_FOUND", "the customer has no wallet")
         outbound = data.method != "CARD"
         fee = fee_for(data.method, data.amount) if outbound else 0
-        now = datetime.now(UTC)
+        now = await self._clock.now()
         day = business_day(now)
+        night = night_of(now.astimezone(SAO_PAULO))
         async with self._db.transaction() as conn:
             existing = await store.get_payment(conn, payment_id)
             if existing is not None:
@@ -254,14 +261,23 @@ class PaymentsService:
                     )
                 row = existing
             else:
+                consumed_night = None
                 if outbound and enforce_limits:
                     limits = await self._limits(conn, user_id)
-                    # Per-payment limit here; the daily one atomically in consume_daily.
-                    violation = limit_violation(data.amount + fee, limits, 0)
+                    # Per-payment limit here; the daily and night ones atomically
+                    # in consume_* (a refusal rolls back what was consumed).
+                    total = data.amount + fee
+                    violation = limit_violation(total, limits, 0)
                     if violation is None and not await store.consume_daily(
-                        conn, user_id, day, data.amount + fee, limits.daily
+                        conn, user_id, day, total, limits.daily
                     ):
                         violation = "DAILY_LIMIT_EXCEEDED"
+                    if violation is None and night is not None:
+                        if not await store.consume_nightly(
+                            conn, user_id, night, total, limits.nightly
+                        ):
+                            violation = "NIGHTLY_LIMIT_EXCEEDED"
+                        consumed_night = night
                     if violation is not None:
                         raise failed_precondition(
                             violation, "the payment exceeds the customer's limit"
@@ -282,6 +298,7 @@ class PaymentsService:
                     state="PENDING",
                     external_reference=external_reference,
                     limit_day=day,
+                    limit_night=consumed_night,
                 )
                 await wire.payment_event(conn, row)
                 await audit.record(
@@ -515,7 +532,7 @@ class PaymentsService:
         self._require_access(user_id)
         async with self._db.transaction() as conn:
             limits = await self._limits(conn, user_id)
-            used = await store.used_on(conn, user_id, business_day(datetime.now(UTC)))
+            used = await store.used_on(conn, user_id, business_day(await self._clock.now()))
         return user_id, limits, used
 
     async def update_limits(

@@ -56,6 +56,7 @@ class PaymentRow:
     pix_charge_id: uuid.UUID | None
     refunded: int
     limit_day: date
+    limit_night: date | None
     created_at: datetime
     updated_at: datetime
     settled_at: datetime | None
@@ -75,10 +76,11 @@ def _payment(row: Any) -> PaymentRow:
 _INSERT_PAYMENT = text(
     "INSERT INTO payments (id, user_id, method, direction, amount, currency, fee, description,"
     " instrument_ciphertext, instrument_public, state, on_us, external_reference, pix_charge_id,"
-    " limit_day, counterparty_user_id, end_to_end_id, psp_reference, settled_at)"
+    " limit_day, limit_night, counterparty_user_id, end_to_end_id, psp_reference, settled_at)"
     " VALUES (:id, :user_id, :method, :direction, :amount, :currency, :fee, :description,"
     " :instrument_ciphertext, :instrument_public, :state, :on_us, :external_reference,"
-    " :pix_charge_id, :limit_day, :counterparty_user_id, :end_to_end_id, :psp_reference,"
+    " :pix_charge_id, :limit_day, :limit_night, :counterparty_user_id, :end_to_end_id,"
+    " :psp_reference,"
     " CASE WHEN :state = 'SETTLED' THEN now() END)"
     f" ON CONFLICT (id) DO NOTHING RETURNING {_PAYMENT_COLUMNS}"
 ).bindparams(bindparam("instrument_public", type_=JSONB))
@@ -94,6 +96,7 @@ async def insert_payment(conn: AsyncConnection, **values: Any) -> tuple[PaymentR
         "end_to_end_id": "",
         "psp_reference": "",
         "instrument_ciphertext": None,
+        "limit_night": None,
     }
     row = (await conn.execute(_INSERT_PAYMENT, {**defaults, **values})).first()
     if row is not None:
@@ -297,38 +300,61 @@ async def upsert_limits(
     )
 
 
-async def consume_daily(
-    conn: AsyncConnection, user_id: str, day: date, amount: int, limit: int
+# The two usage tables and their period columns (identifiers, never input).
+_USAGE = {"day": "daily_usage", "night": "night_usage"}
+
+
+async def _consume(
+    conn: AsyncConnection, period: str, user_id: str, when: date, amount: int, limit: int
 ) -> bool:
-    """Add `amount` to the day's usage only if it stays within `limit` (one
+    """Add `amount` to the period's usage only if it stays within `limit` (one
     statement: the row lock serialises concurrent payments of one user)."""
     if amount > limit:
         return False
+    table = _USAGE[period]
     row = (
         await conn.execute(
             text(
-                "INSERT INTO daily_usage (user_id, day, used) VALUES (:u, :d, :a)"
-                " ON CONFLICT (user_id, day) DO UPDATE SET used = daily_usage.used + :a"
-                " WHERE daily_usage.used + :a <= :limit RETURNING used"
+                f"INSERT INTO {table} (user_id, {period}, used) VALUES (:u, :d, :a)"
+                f" ON CONFLICT (user_id, {period}) DO UPDATE SET used = {table}.used + :a"
+                f" WHERE {table}.used + :a <= :limit RETURNING used"
             ),
-            {"u": user_id, "d": day, "a": amount, "limit": limit},
+            {"u": user_id, "d": when, "a": amount, "limit": limit},
         )
     ).first()
     return row is not None
 
 
+async def consume_daily(
+    conn: AsyncConnection, user_id: str, day: date, amount: int, limit: int
+) -> bool:
+    return await _consume(conn, "day", user_id, day, amount, limit)
+
+
+async def consume_nightly(
+    conn: AsyncConnection, user_id: str, night: date, amount: int, limit: int
+) -> bool:
+    return await _consume(conn, "night", user_id, night, amount, limit)
+
+
 async def release_limit(conn: AsyncConnection, row: PaymentRow) -> None:
-    """Give a failed/cancelled payment's amount back to the day's usage. Only
-    customer-started payouts consumed it (service payouts carry the caller's
-    external reference and skip the limits)."""
+    """Give a failed/cancelled payment's amount back to the day's (and night's)
+    usage. Only customer-started payouts consumed it (service payouts carry the
+    caller's external reference and skip the limits)."""
     if row.direction != "OUTBOUND" or row.external_reference:
         return
-    await conn.execute(
-        text(
-            "UPDATE daily_usage SET used = greatest(used - :a, 0) WHERE user_id = :u AND day = :d"
-        ),
-        {"u": row.user_id, "d": row.limit_day, "a": row.amount + row.fee},
-    )
+    periods = [("day", row.limit_day)]
+    if row.limit_night is not None:
+        periods.append(("night", row.limit_night))
+    for period, when in periods:
+        table = _USAGE[period]
+        await conn.execute(
+            text(
+                f"UPDATE {table} SET used = greatest(used - :a, 0)"
+                f" WHERE user_id = :u AND {period} = :d"
+            ),
+            {"u": row.user_id, "d": when, "a": row.amount + row.fee},
+        )
 
 
 async def used_on(conn: AsyncConnection, user_id: str, day: date) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
 
 MAX_AMOUNT_MINOR = 10**13  # R$ 100 billion: any sum of a day stays far inside int64
 MAX_DESCRIPTION = 140
@@ -27,6 +28,24 @@ class Limits:
 
 
 DEFAULT_LIMITS = Limits(per_payment=5_000_00, daily=20_000_00, nightly=1_000_00)
+
+
+# BACEN's night period for PIX (Res. BCB 1/2020 as amended): 20:00 to 06:00,
+# local time, when a lower limit applies to outbound payments.
+NIGHT_STARTS = time(20, 0)
+NIGHT_ENDS = time(6, 0)
+
+
+def night_of(local: datetime) -> date | None:
+    """The night `local` (a Sao Paulo wall-clock time) falls in, named by the
+    date on which it started, or None in daytime."""
+    assert local.tzinfo is not None, "a wall-clock time needs its zone"
+    clock = local.timetz().replace(tzinfo=None)
+    if clock >= NIGHT_STARTS:
+        return local.date()
+    if clock < NIGHT_ENDS:
+        return local.date() - timedelta(days=1)
+    return None
 
 
 def limit_violation(amount: int, limits: Limits, used_today: int) -> str | None:

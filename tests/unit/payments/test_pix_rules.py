@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 from hypothesis import given
@@ -21,6 +22,7 @@ from services.payments.domain.rules import (
     Limits,
     fee_for,
     limit_violation,
+    night_of,
     payment_id_for,
     transfer_id,
 )
@@ -89,6 +91,41 @@ def test_limits(amount: int, used: int) -> None:
         assert reason == "DAILY_LIMIT_EXCEEDED"
     else:
         assert reason is None
+
+
+SAO_PAULO = ZoneInfo("America/Sao_Paulo")
+
+
+@pytest.mark.parametrize(
+    ("wall", "night"),
+    [
+        ("2026-03-05T19:59:59", None),
+        ("2026-03-05T20:00:00", date(2026, 3, 5)),
+        ("2026-03-05T23:59:59", date(2026, 3, 5)),
+        ("2026-03-06T00:00:00", date(2026, 3, 5)),
+        ("2026-03-06T05:59:59", date(2026, 3, 5)),
+        ("2026-03-06T06:00:00", None),
+        ("2026-03-06T12:00:00", None),
+        ("2027-01-01T02:00:00", date(2026, 12, 31)),  # a night spans the new year
+    ],
+)
+def test_night_period_boundaries(wall: str, night: date | None) -> None:
+    assert night_of(datetime.fromisoformat(wall).replace(tzinfo=SAO_PAULO)) == night
+
+
+@given(st.datetimes(min_value=datetime(2020, 1, 1), max_value=datetime(2035, 12, 31)))
+def test_a_night_runs_from_20h_to_6h_and_is_named_by_its_first_day(naive: datetime) -> None:
+    local = naive.replace(tzinfo=SAO_PAULO)
+    night = night_of(local)
+    clock = naive.time()
+    if clock.hour >= 20:
+        assert night == naive.date()
+    elif clock.hour < 6:
+        assert night == naive.date() - timedelta(days=1)
+    else:
+        assert night is None
+    # The same instant seen from UTC belongs to the same night.
+    assert night_of(local.astimezone(UTC).astimezone(SAO_PAULO)) == night
 
 
 def test_fees_and_ids() -> None:
