@@ -5,7 +5,7 @@ file is created only when missing, so restarts keep tokens, encrypted PII and DB
 roles valid. Files (FINTECH_SECRETS_DIR):
 
 - `ca.pem`, `ca_key.pem`: dev CA; `server.pem`, `server_key.pem`: Envoy's
-  certificate (SAN localhost, 127.0.0.1, ::1), re-issued when close to expiry.
+  certificate (SAN localhost, envoy, 127.0.0.1, ::1), re-issued when close to expiry.
 - `jwt_signing_key.pem` (ES256, PKCS#8) and `jwks.json` (its public key,
   `kid` = RFC 7638 thumbprint): identity signs access tokens, Envoy and every
   service verify them.
@@ -195,7 +195,18 @@ def _server_cert_fresh(s: Secrets) -> bool:
     if not (s.server_cert.exists() and s.server_key.exists()):
         return False
     cert = x509.load_pem_x509_certificate(s.server_cert.read_bytes())
+    try:
+        names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return False
+    if not set(SERVER_DNS_NAMES) <= set(names.get_values_for_type(x509.DNSName)):
+        return False  # issued before a name was added: issue again
     return cert.not_valid_after_utc - dt.datetime.now(dt.UTC) > RENEW_BEFORE
+
+
+# "envoy": in compose, containers (the PSP simulator's webhooks) reach the
+# edge by its service name, and TLS checks that name.
+SERVER_DNS_NAMES = ("localhost", "envoy")
 
 
 def _ensure_server_cert(s: Secrets) -> None:
@@ -207,7 +218,7 @@ def _ensure_server_cert(s: Secrets) -> None:
     now = dt.datetime.now(dt.UTC)
     san = x509.SubjectAlternativeName(
         [
-            x509.DNSName("localhost"),
+            *(x509.DNSName(name) for name in SERVER_DNS_NAMES),
             x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
             x509.IPAddress(ipaddress.ip_address("::1")),
         ]
