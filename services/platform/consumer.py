@@ -28,7 +28,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.platform.db import Database
-from services.platform.events import EventEnvelope
+from services.platform.events import EventEnvelope, causation_id_var
 from services.platform.outbox import MSG_ID_HEADER
 
 log = logging.getLogger(__name__)
@@ -181,7 +181,11 @@ class DurableConsumer:
             if first is None:
                 log.info("event %s already processed by %s", event.id, self.settings.durable)
                 return False
-            await self.handler(conn, event)
+            cause = causation_id_var.set(event.id)  # events the handler writes name it
+            try:
+                await self.handler(conn, event)
+            finally:
+                causation_id_var.reset(cause)
             return True
 
     async def run(self) -> None:

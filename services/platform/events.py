@@ -9,6 +9,7 @@ outbox (producer side) and consumers both read it from the descriptor.
 
 from __future__ import annotations
 
+import contextvars
 import uuid
 from datetime import datetime
 
@@ -24,6 +25,12 @@ SCHEMA_VERSION = 1
 MAX_EVENT_TYPE_LENGTH = 128
 
 EventEnvelope = envelope_pb2.EventEnvelope
+
+# The event_id of the event being handled, set by the durable consumer around
+# its handler: an event written by the handler names it as its cause.
+causation_id_var: contextvars.ContextVar[str] = contextvars.ContextVar(
+    "fintech_causation_id", default=""
+)
 
 
 def event_type_of(event: message.Message | descriptor.Descriptor) -> str:
@@ -62,6 +69,7 @@ def new_envelope(
     occur_time: datetime,
     trace_id: str = "",
     request_id: str = "",
+    causation_id: str = "",
 ) -> envelope_pb2.EventEnvelope:
     """Wrap `event` as the contract's envelope; `aggregate` is its resource name."""
     assert source, "source (the producing service) is required"
@@ -82,4 +90,5 @@ def new_envelope(
         request_id=request_id,
         schema_version=SCHEMA_VERSION,
         payload=payload,
+        causation_id=causation_id,
     )

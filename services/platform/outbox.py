@@ -31,7 +31,12 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.platform.db import Database
-from services.platform.events import event_type_of, events_subject, new_envelope
+from services.platform.events import (
+    causation_id_var,
+    event_type_of,
+    events_subject,
+    new_envelope,
+)
 from services.platform.logs import request_id_var
 from services.platform.tracing import current_trace_id, current_traceparent
 
@@ -105,6 +110,7 @@ async def add_event(
         occur_time=context.occur_time,
         trace_id=current_trace_id() or "",
         request_id=request_id,
+        causation_id=causation_id_var.get(),
     )
     all_headers: dict[str, str] = dict(headers or {})
     traceparent = current_traceparent()

@@ -313,6 +313,34 @@ async def test_consumer_skips_redelivered_event_and_retries_failures(env: Env) -
     assert await consumer.consume_once() == 0  # nothing pending: everything was acked
 
 
+async def test_an_event_written_while_handling_another_names_it_as_its_cause(env: Env) -> None:
+    written: list[uuid.UUID] = []
+
+    async def handler(conn: AsyncConnection, event: Event) -> None:
+        value = event.unpack(env.thing).thing  # type: ignore[attr-defined]
+        if value == "cause":
+            written.append(await add_event(conn, event=env.event("effect"), aggregate="things/e"))
+
+    async def envelope_of(event_id: uuid.UUID) -> EventEnvelope:
+        payload = await env.db.scalar(
+            text("SELECT payload FROM outbox_events WHERE id = :id"), {"id": event_id}
+        )
+        return EventEnvelope.FromString(bytes(payload))
+
+    consumer = env.consumer(handler)
+    await consumer.subscribe()
+    cause_id = await publish(env, "cause")
+    assert await consumer.consume_once() == 1
+    (effect_id,) = written
+    assert (await envelope_of(effect_id)).causation_id == cause_id
+    # Outside a handler an event has no cause.
+    async with env.db.transaction() as conn:
+        plain = await add_event(conn, event=env.event("plain"), aggregate="things/p")
+    assert (await envelope_of(plain)).causation_id == ""
+    # Leave the outbox empty for the next test.
+    assert await OutboxRelay(env.db, env.js, "unused", env.config).relay_once() == 2
+
+
 async def test_consumer_terminates_messages_that_are_not_envelopes(env: Env) -> None:
     calls: list[str] = []
 
