@@ -121,9 +121,23 @@ def test_http_filters_run_in_the_documented_order(config: dict[str, Any]) -> Non
         "envoy.filters.http.health_check",
         "envoy.filters.http.grpc_json_transcoder",
         "envoy.filters.http.jwt_authn",
+        "envoy.filters.http.rbac",
         "envoy.filters.http.ratelimit",
         "envoy.filters.http.router",
     ]
+
+
+def test_service_tokens_are_refused_at_the_edge(config: dict[str, Any]) -> None:
+    [rbac] = [f for f in _hcm(config)["http_filters"] if f["name"] == "envoy.filters.http.rbac"]
+    rules = rbac["typed_config"]["rules"]
+    assert rules["action"] == "DENY"
+    [policy] = rules["policies"].values()
+    [principal] = policy["principals"]
+    matcher = principal["metadata"]
+    # The verified claims jwt_authn stored, never a header a client could send.
+    assert matcher["filter"] == "envoy.filters.http.jwt_authn"
+    assert [p["key"] for p in matcher["path"]] == ["jwt_payload", "roles"]
+    assert matcher["value"]["list_match"]["one_of"]["string_match"] == {"exact": "service"}
 
 
 def test_listener_is_tls_only_with_h2_and_http11(config: dict[str, Any], secrets: Secrets) -> None:

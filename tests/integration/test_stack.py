@@ -19,6 +19,7 @@ from devstack.contract import load_rpcs
 from devstack.edge import DESCRIPTOR_SET
 from devstack.stack import Stack
 from devstack.topology import SERVICES
+from tests.support.tokens import mint_token
 
 pytestmark = pytest.mark.integration
 
@@ -146,3 +147,22 @@ def test_a_second_runner_on_the_same_state_dir_refuses(stack: Stack) -> None:
     assert lock.read_text() == holder
     with httpx.Client(verify=_tls(stack), timeout=10) as client:
         assert client.get(stack.https_url + "/healthz").status_code == 200
+
+
+def test_service_tokens_are_refused_at_the_edge_and_user_tokens_pass(stack: Stack) -> None:
+    """A service token is valid inside (services accept it over gRPC) but the
+    edge refuses it: services let the service role read any customer's data."""
+    user = mint_token(stack.secrets_dir, ["user"])
+    service = mint_token(stack.secrets_dir, ["service"], subject="service:payments")
+    with httpx.Client(verify=_tls(stack), timeout=10) as client:
+        as_user = client.get(
+            stack.https_url + "/v1/payments", headers={"authorization": f"Bearer {user}"}
+        )
+        as_service = client.get(
+            stack.https_url + "/v1/payments", headers={"authorization": f"Bearer {service}"}
+        )
+    assert as_user.status_code == 200, as_user.text
+    # Envoy's RBAC filter refuses it (its 403 is answered as 401 invalid_token,
+    # like any token not valid for this API), before any service sees it.
+    assert as_service.status_code == 401, as_service.text
+    assert "RBAC" in as_service.text
