@@ -2,7 +2,8 @@
 
 Environment beyond the platform's: FINTECH_TARGET_RISK, FINTECH_TARGET_LEDGER,
 FINTECH_TARGET_IDENTITY and FINTECH_TARGET_PAYMENTS (gRPC addresses; without
-payments no PIX payout is made and the money stays in the wallet), and
+payments no PIX payout is made and the money stays in the wallet; with it,
+loans follows the payouts' outcomes from payments' events), and
 FINTECH_LOANS_TEST_CLOCK=1 (tests only: honour loans.test_clock, see
 services/loans/clock.py). The worker for task queue `loans` (loan process,
 daily accrual) runs inside this process.
@@ -15,7 +16,7 @@ import os
 
 import grpc
 
-from services.loans import api
+from services.loans import api, payout_consumer
 from services.loans.clock import Clock
 from services.loans.ledger_gateway import GrpcLedger
 from services.loans.payout import GrpcPayout, NoPayout
@@ -29,6 +30,7 @@ from services.loans.workflows import (
 )
 from services.platform import temporal
 from services.platform.app import ServiceContext, run_service
+from services.platform.consumer import DurableConsumer
 from services.platform.crypto import FieldCipher
 from services.platform.settings import required_env
 
@@ -66,6 +68,13 @@ async def setup(ctx: ServiceContext, server: grpc.aio.Server) -> list[str]:
         )
 
     ctx.add_background(worker)
+    if payments:
+        # The payout's outcome: payments' payment.settled / payment.failed.
+        for consumer_settings in payout_consumer.consumer_settings():
+            consumer = DurableConsumer(
+                ctx.db, ctx.nats.jetstream(), consumer_settings, payout_consumer.apply_payment_event
+            )
+            ctx.add_background(consumer.run)
     api.register(server, service)
     return api.service_names()
 

@@ -460,11 +460,18 @@ class LoansService:
 
     async def accept_offer(self, principal: Principal, name: str) -> loans_pb2.Loan:
         loan_id = parse_id(name, wire.LOAN_PREFIX, "name")
-        today = await self._clock.today()
+        now = await self._clock.now()
+        today = local_day(now)
         async with self._db.transaction() as conn:
             row = await self._owned(conn, loan_id, for_update=True)
             if row.state in ("FUNDING", "FUNDED", "PAID"):
                 return await self._loan_message(conn, row, today)  # accepted already
+            lapsed = row.offer_expire_time is not None and row.offer_expire_time <= now
+            if lapsed and row.state in ("OFFERED", "CANCELLED"):
+                # Expired by the loans clock, whether or not the daily sweep ran yet.
+                raise failed_precondition(
+                    "OFFER_EXPIRED", "the offer expired; simulate and apply again"
+                )
             if row.state != "OFFERED":
                 raise failed_precondition("NO_OFFER", f"a {row.state} loan has no offer to accept")
             row = await store.update_loan(

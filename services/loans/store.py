@@ -100,12 +100,17 @@ class LoanRow:
     updated_at: datetime
     fund_time: datetime | None
     close_time: datetime | None
+    # migrations/loans/0003: the PIX payout's progress and the counter-offer's deadline.
+    payout_payment: str | None = None
+    payout_state: str | None = None
+    offer_expire_time: datetime | None = None
 
 
 _LOAN_COLS = (
     "id, user_id, quote_id, state, requested_principal, approved_principal, terms,"
     " decline_reasons, risk_decision, pix_key_ciphertext, receivable_account, wallet_account,"
-    " funded_on, defaulted_on, accrued_through, created_at, updated_at, fund_time, close_time"
+    " funded_on, defaulted_on, accrued_through, created_at, updated_at, fund_time, close_time,"
+    " payout_payment, payout_state, offer_expire_time"
 )
 
 
@@ -161,6 +166,9 @@ _UPDATABLE = frozenset(
         "accrued_through",
         "fund_time",
         "close_time",
+        "payout_payment",
+        "payout_state",
+        "offer_expire_time",
     }
 )
 
@@ -215,6 +223,37 @@ async def repaying_loan_ids(
             " AND (CAST(:after AS uuid) IS NULL OR id > :after) ORDER BY id LIMIT :limit"
         ),
         {"after": after, "limit": limit},
+    )
+    return [r[0] for r in rows.all()]
+
+
+async def loan_by_payout(
+    conn: AsyncConnection, payment: str, *, for_update: bool = False
+) -> LoanRow | None:
+    lock = " FOR UPDATE" if for_update else ""
+    row = (
+        await conn.execute(
+            text(f"SELECT {_LOAN_COLS} FROM loans WHERE payout_payment = :p{lock}"), {"p": payment}
+        )
+    ).first()
+    return None if row is None else _loan(row)
+
+
+async def user_has_payout_requesting(conn: AsyncConnection, user_id: str) -> bool:
+    found = await conn.scalar(
+        text("SELECT 1 FROM loans WHERE user_id = :u AND payout_state = 'REQUESTING' LIMIT 1"),
+        {"u": user_id},
+    )
+    return found is not None
+
+
+async def lapsed_offer_ids(conn: AsyncConnection, now: datetime, limit: int) -> list[uuid.UUID]:
+    rows = await conn.execute(
+        text(
+            "SELECT id FROM loans WHERE state = 'OFFERED' AND offer_expire_time <= :now"
+            " ORDER BY offer_expire_time, id LIMIT :limit"
+        ),
+        {"now": now, "limit": limit},
     )
     return [r[0] for r in rows.all()]
 
@@ -493,13 +532,3 @@ async def claim_accrual(
         )
     ).first()
     return row is not None
-
-
-async def has_event(conn: AsyncConnection, loan_id: uuid.UUID, event_types: Sequence[str]) -> bool:
-    found = await conn.scalar(
-        text(
-            "SELECT 1 FROM loan_events WHERE loan_id = :loan AND event_type = ANY(:types) LIMIT 1"
-        ).bindparams(bindparam("types", type_=ARRAY(TEXT))),
-        {"loan": loan_id, "types": list(event_types)},
-    )
-    return found is not None

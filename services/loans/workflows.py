@@ -11,9 +11,11 @@ ours) re-submits the same transfers and the ledger replays them. The funding
 legs are one linked chain: the ledger applies all of them or none, so there is
 no half-funded loan to clean up; a refusal compensates the loan to CANCELLED.
 
-LoansDailyAccrual (cron, workflow id `loans-daily-accrual`): for every loan
-still owing, accrues each day since the last accrual up to today (the loans
-clock) — fine, default interest, notifications, buckets, default after 90
+LoansDailyAccrual (cron, workflow id `loans-daily-accrual`): first cancels the
+counter-offers whose 7 days ran out by the loans clock (OFFER_EXPIRED; the
+loan's workflow is woken by a signal, else its own 7-day timer ends it), then
+for every loan still owing, accrues each day since the last accrual up to
+today (the loans clock) — fine, default interest, notifications, buckets, default after 90
 days — one loan per transaction, one day per `accruals` row: restart-safe.
 """
 
@@ -21,7 +23,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from temporalio import activity, workflow
@@ -32,7 +34,7 @@ with workflow.unsafe.imports_passed_through():
     import grpc
 
     from services.loans import events, store, terms
-    from services.loans.clock import Clock
+    from services.loans.clock import Clock, local_day
     from services.loans.domain import charges, state
     from services.loans.domain.schedule import MIN_PRINCIPAL_MINOR, FeePolicy, QuoteError
     from services.loans.ledger_gateway import (
@@ -54,6 +56,7 @@ with workflow.unsafe.imports_passed_through():
         PIX_CONTEXT,
         counter_offer,
         installment_rows,
+        workflow_id,
     )
     from services.loans.wire import BUCKET_TO_PROTO
     from services.platform.crypto import FieldCipher
@@ -66,9 +69,9 @@ ACCRUAL_WORKFLOW = "LoansDailyAccrual"
 ACCRUAL_WORKFLOW_ID = "loans-daily-accrual"
 ACCRUAL_CRON = "0 4 * * *"  # 04:00 UTC = 01:00 in São Paulo: after the day closed
 OFFER_TTL = timedelta(days=7)
-DUE_SOON_DAYS = 3
-MAX_ACCRUAL_DAYS_PER_RUN = 400
+MAX_ACCRUAL_DAYS_PER_RUN = charges.MAX_NOTICE_DAYS
 MAX_ACCRUAL_LOANS_PER_RUN = 100_000
+MAX_OFFER_EXPIRY_PAGES = 500  # of store.ACCRUAL_BATCH offers each
 # A loan step is a few RPCs with their own deadlines (risk 10 s x 3 attempts at
 # worst). A worker that dies mid-step is noticed when this runs out and the
 # step is retried on another (or the restarted) worker.
@@ -83,7 +86,6 @@ RETRY = RetryPolicy(
     non_retryable_error_types=FATAL,
 )
 SYSTEM = "system"
-PAYOUT_EVENTS = ("loan.payout_requested", "loan.payout_failed")
 
 
 def _fatal(reason: str, message: str) -> ApplicationError:
@@ -146,6 +148,13 @@ class LoanProcess:
 class LoansDailyAccrual:
     @workflow.run
     async def run(self) -> int:
+        # patched: a run started by the previous code replays without this step.
+        if workflow.patched("expire-offers"):
+            await workflow.execute_activity(
+                "loans.expire_offers",
+                start_to_close_timeout=timedelta(minutes=10),
+                retry_policy=RETRY,
+            )
         today: str = await workflow.execute_activity(
             "loans.today", start_to_close_timeout=ACTIVITY_TIMEOUT, retry_policy=RETRY
         )
@@ -196,6 +205,7 @@ class LoanActivities:
             self.cancel,
             self.today,
             self.accrue_page,
+            self.expire_offers,
         ]
 
     async def _row(self, conn: Any, loan_id: str, *, lock: bool = True) -> store.LoanRow:
@@ -260,6 +270,8 @@ class LoanActivities:
                         "state": "OFFERED",
                         "approved_principal": band.max_amount_minor,
                         "terms": terms.to_json(offer),
+                        # By the loans clock (the test clock in tests); swept daily.
+                        "offer_expire_time": await self._clock.now() + OFFER_TTL,
                     }
             if band is not None:
                 changes["risk_decision"] = band.decision
@@ -291,6 +303,47 @@ class LoanActivities:
             )
             await events.transition(conn, row, today, actor=SYSTEM, reason="OFFER_EXPIRED")
             return row.state
+
+    @activity.defn(name="loans.expire_offers")
+    async def expire_offers(self) -> int:
+        """Counter-offers past their deadline by the loans clock → CANCELLED
+        OFFER_EXPIRED, one loan per transaction (a retry finds only the rest)."""
+        expired = 0
+        for _ in range(MAX_OFFER_EXPIRY_PAGES):
+            now = await self._clock.now()
+            async with self._db.transaction() as conn:
+                ids = await store.lapsed_offer_ids(conn, now, store.ACCRUAL_BATCH)
+            for loan_id in ids:
+                activity.heartbeat(str(loan_id))
+                if await self._expire_offer(loan_id, now):
+                    expired += 1
+                    await self._wake(loan_id)
+            if len(ids) < store.ACCRUAL_BATCH:
+                break
+        return expired
+
+    async def _expire_offer(self, loan_id: uuid.UUID, now: datetime) -> bool:
+        async with self._db.transaction() as conn:
+            row = await store.get_loan(conn, loan_id, for_update=True)
+            if row is None or row.state != "OFFERED" or row.offer_expire_time is None:
+                return False  # accepted or cancelled meanwhile
+            if row.offer_expire_time > now:
+                return False
+            row = await store.update_loan(
+                conn, row.id, state=state.transition(row.state, "CANCELLED"), close_time=now
+            )
+            await events.transition(conn, row, local_day(now), actor=SYSTEM, reason="OFFER_EXPIRED")
+            return True
+
+    @staticmethod
+    async def _wake(loan_id: uuid.UUID) -> None:
+        """The loan's workflow is waiting for the customer: end its wait. The row
+        holds the decision, so a lost signal only leaves it to its 7-day timer."""
+        try:
+            handle = activity.client().get_workflow_handle(workflow_id(loan_id))
+            await handle.signal("cancelled")
+        except Exception as exc:
+            log.info("loan %s: expiry signal not delivered: %s", loan_id, type(exc).__name__)
 
     @activity.defn(name="loans.begin_funding")
     async def begin_funding(self, loan_id: str) -> str:
@@ -367,13 +420,23 @@ class LoanActivities:
 
     @activity.defn(name="loans.payout")
     async def payout(self, loan_id: str) -> str:
-        """PIX the disbursed amount out of the wallet when the customer asked."""
+        """PIX the disbursed amount out of the wallet when the customer asked.
+
+        REQUESTING is committed before payments is asked, so payments' event
+        about a payment not recorded here yet is retried by the payout consumer
+        (payout_consumer.py) instead of dropped."""
         async with self._db.transaction() as conn:
-            row = await self._row(conn, loan_id, lock=False)
-            done = await store.has_event(conn, row.id, PAYOUT_EVENTS)
-        if row.pix_key_ciphertext is None or done or row.state != "FUNDED":
-            return "NO_PAYOUT"
+            row = await self._row(conn, loan_id)
+            if (
+                row.pix_key_ciphertext is None
+                or row.state != "FUNDED"
+                or row.payout_state not in (None, "REQUESTING")
+            ):
+                return "NO_PAYOUT"
+            if row.payout_state is None:
+                row = await store.update_loan(conn, row.id, payout_state="REQUESTING")
         assert self._cipher is not None, "a stored PIX key needs the PII cipher"
+        assert row.pix_key_ciphertext is not None
         key = self._cipher.decrypt_text(bytes(row.pix_key_ciphertext), PIX_CONTEXT)
         amount = int(row.terms["disbursed_amount"])
         try:
@@ -385,7 +448,10 @@ class LoanActivities:
             raise ApplicationError(str(exc), type="PAYMENTS_UNAVAILABLE") from exc
         async with self._db.transaction() as conn:
             row = await self._row(conn, loan_id)
-            if not await store.has_event(conn, row.id, PAYOUT_EVENTS):
+            if row.payout_state == "REQUESTING":
+                row = await store.update_loan(
+                    conn, row.id, payout_state="REQUESTED", payout_payment=payment
+                )
                 await events.history(
                     conn, row, "loan.payout_requested", actor=SYSTEM, detail=payment,
                     amount_minor=amount,
@@ -394,9 +460,11 @@ class LoanActivities:
 
     @activity.defn(name="loans.payout_failed")
     async def payout_failed(self, loan_id: str, reason: str) -> str:
+        """The payout was never made (refused, or payments never answered)."""
         async with self._db.transaction() as conn:
             row = await self._row(conn, loan_id)
-            if not await store.has_event(conn, row.id, PAYOUT_EVENTS):
+            if row.payout_state in (None, "REQUESTING"):
+                row = await store.update_loan(conn, row.id, payout_state="FAILED")
                 await events.history(
                     conn, row, "loan.payout_failed", actor=SYSTEM,
                     detail=f"{reason}: the money stays in the wallet",
@@ -486,20 +554,19 @@ class LoanActivities:
                 if f + m > 0:
                     await events.charges_accrued(conn, row, d, f, m, [transfers[d]])
             by_number = {i.number: i for i in insts}
-            notices: list[tuple[int, bool, int]] = []  # (number, overdue, bucket)
+            # Judged for each day of the caught-up range, as daily runs would have.
+            notices = charges.notices(
+                insts,
+                start,
+                last_day,
+                {r.number: charges.Bucket(r.overdue_bucket) for r in rows},
+                {r.number for r in rows if r.due_soon_notified},
+            )
+            told_soon = {n.number for n in notices if not n.overdue}
             for r in rows:
                 inst = by_number[r.number]
-                dpd = inst.days_past_due(last_day)
-                bucket = charges.bucket_for(dpd)
-                notify_soon = (
-                    not r.due_soon_notified
-                    and not inst.settled
-                    and 0 <= (r.due_date - last_day).days <= DUE_SOON_DAYS
-                )
-                if notify_soon:
-                    notices.append((r.number, False, 0))
-                if bucket.value != r.overdue_bucket and dpd > 0:
-                    notices.append((r.number, True, BUCKET_TO_PROTO[bucket]))
+                bucket = charges.bucket_for(inst.days_past_due(last_day))
+                notify_soon = r.number in told_soon
                 fine_added, mora_added = totals[r.number]
                 if (
                     inst != r.domain()
@@ -519,10 +586,11 @@ class LoanActivities:
                     )
             if notices:
                 fresh = {i.number: i for i in await store.installments(conn, row.id)}
-                for number, overdue, proto_bucket in notices:
+                for n in notices:
                     await events.installment_notice(
-                        conn, row, fresh[number], last_day, overdue=overdue, bucket=proto_bucket
-                    )
+                        conn, row, fresh[n.number], n.day, overdue=n.overdue,
+                        bucket=BUCKET_TO_PROTO[n.bucket],
+                    )  # fmt: skip
             row = await store.update_loan(conn, row.id, accrued_through=last_day)
             if row.state == "FUNDED" and charges.is_defaulted(
                 charges.loan_days_past_due(insts, last_day)

@@ -26,9 +26,10 @@ accrued pro rata die (linear over the period's days).
 from __future__ import annotations
 
 import enum
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field, replace
-from datetime import date
+from datetime import date, timedelta
 from decimal import Decimal
 
 from services.loans.domain.calendar import next_business_day
@@ -170,6 +171,56 @@ def accrue_day(
 
 def loan_days_past_due(installments: Sequence[Installment], as_of: date) -> int:
     return max((i.days_past_due(as_of) for i in installments), default=0)
+
+
+DUE_SOON_DAYS = 3
+MAX_NOTICE_DAYS = 400  # a run catches up at most this many days (workflows.py)
+
+
+@dataclass(frozen=True, slots=True)
+class Notice:
+    """Tell the customer about installment `number` as of `day`: due soon, or
+    overdue in (newly entered) `bucket`."""
+
+    number: int
+    day: date
+    overdue: bool
+    bucket: Bucket = Bucket.CURRENT
+
+
+def notices(
+    installments: Sequence[Installment],
+    first: date,
+    last: date,
+    buckets: Mapping[int, Bucket],
+    due_soon_sent: AbstractSet[int],
+) -> list[Notice]:
+    """The notices of every day from `first` to `last`, as if the job had run
+    each day: "due soon" once per installment, DUE_SOON_DAYS before its due date
+    or later (never for a settled one); "overdue" each time an installment
+    enters a new bucket (at most once per bucket: days past due only grow while
+    nothing is paid). `buckets` and `due_soon_sent` are what was told before
+    `first`. Ordered by day, then installment; due soon before overdue."""
+    assert first <= last and (last - first).days < MAX_NOTICE_DAYS
+    out: list[Notice] = []
+    for inst in installments:
+        if inst.settled:
+            continue
+        soon = inst.number in due_soon_sent
+        told = buckets.get(inst.number, Bucket.CURRENT)
+        day = first
+        while day <= last:
+            if not soon and 0 <= (inst.due_date - day).days <= DUE_SOON_DAYS:
+                out.append(Notice(inst.number, day, overdue=False))
+                soon = True
+            dpd = inst.days_past_due(day)
+            bucket = bucket_for(dpd)
+            if bucket != told and dpd > 0:
+                out.append(Notice(inst.number, day, overdue=True, bucket=bucket))
+            told = bucket
+            day += timedelta(days=1)
+    out.sort(key=lambda n: (n.day, n.number, n.overdue))
+    return out
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,6 +18,7 @@ from typing import Any
 
 import grpc
 import psycopg
+from temporalio.client import Client
 
 from devstack.stack import Stack
 from fintech.ledger.v1 import ledger_pb2, ledger_pb2_grpc
@@ -25,6 +26,7 @@ from fintech.loans.v1 import loans_pb2, loans_pb2_grpc
 from fintech.type.v1 import money_pb2
 from services.ledger.domain import chart
 from services.loans.ledger_gateway import receivable_id
+from services.loans.workflows import ACCRUAL_WORKFLOW
 from services.platform.errors import ErrorDetails, details_from_rpc_error
 from services.platform.migrate import DEFAULT_DATABASE, database_url
 from tests.integration.edge import EdgeClient
@@ -54,6 +56,14 @@ def admin_sql(stack: Stack, sql: str, params: Iterable[Any] = ()) -> list[tuple[
 def set_clock_offset(stack: Stack, days: int) -> None:
     """Move the loans service's "today" (FINTECH_LOANS_TEST_CLOCK=1 processes only)."""
     admin_sql(stack, "UPDATE loans.test_clock SET offset_days = %s WHERE id", (days,))
+
+
+async def run_accrual(stack: Stack) -> None:
+    """The daily job now (offer expiry, then accrual), under the test's own workflow id."""
+    client = await Client.connect(stack.infra.temporal_address)
+    await client.execute_workflow(
+        ACCRUAL_WORKFLOW, id=f"test-accrual-{uuid.uuid4()}", task_queue="loans"
+    )
 
 
 def approve_kyc(stack: Stack, user: str) -> None:

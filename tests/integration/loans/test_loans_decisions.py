@@ -1,5 +1,6 @@
-"""Risk's decision on a loan: a counter-offer accepted or cancelled, a decline
-with reasons, and a declined customer refused at simulation.
+"""Risk's decision on a loan: a counter-offer accepted, cancelled or expired (by
+the loans clock), a decline with reasons, and a declined customer refused at
+simulation.
 
 Simulations use the band cached in Redis while the loan decision always asks
 risk afresh. Seeding that cache with a wider band than risk would give is how
@@ -10,6 +11,7 @@ simulation and the application).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import time
@@ -19,6 +21,7 @@ from collections.abc import Callable, Iterator
 import grpc
 import pytest
 import redis
+from temporalio.client import Client
 
 from devstack.stack import Stack
 from fintech.loans.v1 import loans_pb2
@@ -27,6 +30,7 @@ from services.loans.risk_gateway import (
     BAND_CACHE_SECONDS,
     LOCAL_CACHE_SECONDS,
 )
+from services.loans.service import workflow_id
 from tests.integration.loans.loans_it_support import (
     Borrower,
     LedgerClient,
@@ -34,6 +38,8 @@ from tests.integration.loans.loans_it_support import (
     prepare_borrower,
     receivable_id_of,
     rpc_error,
+    run_accrual,
+    set_clock_offset,
 )
 from tests.integration.risk.risk_it_cpfs import DECLINED_CPFS
 
@@ -122,6 +128,52 @@ def test_counter_offer_cancelled_moves_nothing(
     assert (err.code, err.reason) == (grpc.StatusCode.FAILED_PRECONDITION, "NO_OFFER")
     receivable = f"accounts/{receivable_id_of(loan.name.removeprefix('loans/'))}"
     assert ledger.net_debit_or_none(receivable) is None
+
+
+async def test_counter_offer_expires_after_7_days_of_the_loans_clock(
+    stack: Stack,
+    borrower: Borrower,
+    loans: LoansClient,
+    backoffice: LoansClient,
+    ledger: LedgerClient,
+    wide_band: Seed,
+    clock: None,
+) -> None:
+    wide_band(borrower.user_id)
+    q = loans.simulate(ABOVE_ANY_BAND, 6)
+    loan = loans.wait_state(loans.create(q.name).name, {OFFERED})
+
+    def accept() -> loans_pb2.Loan:
+        reply: loans_pb2.Loan = loans.stub.AcceptLoanOffer(
+            loans_pb2.AcceptLoanOfferRequest(name=loan.name),
+            metadata=loans.tokens.metadata(uuid.uuid4().hex),
+        )
+        return reply
+
+    # Six days on, the daily job leaves the offer open.
+    set_clock_offset(stack, 6)
+    await run_accrual(stack)
+    assert loans.get(loan.name).state == OFFERED
+
+    # Eight days on it has lapsed: refused with its reason even before the job
+    # runs, then the job cancels it and ends the loan's workflow.
+    set_clock_offset(stack, 8)
+    err = rpc_error(accept)
+    assert (err.code, err.reason) == (grpc.StatusCode.FAILED_PRECONDITION, "OFFER_EXPIRED")
+    assert loans.get(loan.name).state == OFFERED
+    await run_accrual(stack)
+    expired = loans.get(loan.name)
+    assert expired.state == loans_pb2.LOAN_STATE_CANCELLED
+    assert expired.HasField("close_time")
+    cancelled = [e for e in backoffice.events(loan.name) if e.event_type == "loan.cancelled"]
+    assert [e.detail for e in cancelled] == ["OFFER_EXPIRED"]
+    err = rpc_error(accept)
+    assert (err.code, err.reason) == (grpc.StatusCode.FAILED_PRECONDITION, "OFFER_EXPIRED")
+    temporal = await Client.connect(stack.infra.temporal_address)
+    handle = temporal.get_workflow_handle(workflow_id(uuid.UUID(loan.name.removeprefix("loans/"))))
+    assert await asyncio.wait_for(handle.result(), timeout=30) == "CANCELLED"
+    receivable = f"accounts/{receivable_id_of(loan.name.removeprefix('loans/'))}"
+    assert ledger.net_debit_or_none(receivable) is None  # nothing ever moved
 
 
 @pytest.fixture(scope="module")

@@ -3,23 +3,21 @@ book, a new application refused while it lasts, and a payoff still settles it.""
 
 from __future__ import annotations
 
-import uuid
 from datetime import UTC, date
 from zoneinfo import ZoneInfo
 
 import grpc
 import pytest
-from temporalio.client import Client
 
 from devstack.stack import Stack
 from fintech.loans.v1 import loans_pb2
 from services.ledger.domain import chart
-from services.loans.workflows import ACCRUAL_WORKFLOW
 from tests.integration.loans.loans_it_support import (
     Borrower,
     LedgerClient,
     LoansClient,
     rpc_error,
+    run_accrual,
     set_clock_offset,
 )
 
@@ -27,13 +25,6 @@ pytestmark = pytest.mark.integration
 
 PRINCIPAL = 1_000_00
 DEFAULTED_BOOK = f"accounts/{chart.LOAN_DEFAULTED.id}"
-
-
-async def run_accrual(stack: Stack) -> None:
-    client = await Client.connect(stack.infra.temporal_address)
-    await client.execute_workflow(
-        ACCRUAL_WORKFLOW, id=f"test-accrual-{uuid.uuid4()}", task_queue="loans"
-    )
 
 
 async def test_over_90_days_past_due_defaults(
