@@ -10,17 +10,14 @@ process cannot be moved in time by a row.
 
 from __future__ import annotations
 
-import os
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import text
-
+from services.platform.clock import OffsetClock
 from services.platform.db import Database
 
 LOCAL_ZONE = ZoneInfo("America/Sao_Paulo")
 TEST_CLOCK_ENV = "FINTECH_LOANS_TEST_CLOCK"
-_OFFSET = text("SELECT offset_days FROM test_clock WHERE id")
 
 
 def local_day(moment: datetime) -> date:
@@ -28,28 +25,16 @@ def local_day(moment: datetime) -> date:
     return moment.astimezone(LOCAL_ZONE).date()
 
 
-def test_clock_enabled() -> bool:
-    return os.environ.get(TEST_CLOCK_ENV, "") == "1"
+class Clock(OffsetClock):
+    """The platform's offset clock, with loans' offset kept in whole days."""
 
-
-class Clock:
     def __init__(self, db: Database | None, *, test_mode: bool | None = None) -> None:
-        self._db = db
-        self._test = test_clock_enabled() if test_mode is None else test_mode
-        assert not self._test or db is not None, "the test clock lives in the database"
-
-    @property
-    def is_test(self) -> bool:
-        return self._test
-
-    async def offset(self) -> timedelta:
-        if not self._test or self._db is None:
-            return timedelta(0)
-        days = await self._db.scalar(_OFFSET)
-        return timedelta(days=int(days or 0))
-
-    async def now(self) -> datetime:
-        return datetime.now(UTC) + await self.offset()
+        super().__init__(
+            db,
+            TEST_CLOCK_ENV,
+            offset_sql="SELECT offset_days * 86400 FROM test_clock WHERE id",
+            test_mode=test_mode,
+        )
 
     async def today(self) -> date:
         return local_day(await self.now())

@@ -131,16 +131,21 @@ async def insert_loan(conn: AsyncConnection, **values: Any) -> LoanRow | None:
     return None if row is None else _loan(row)
 
 
+async def _loan_where(
+    conn: AsyncConnection, column: str, value: object, for_update: bool
+) -> LoanRow | None:
+    """The loan whose unique `column` (an identifier of ours, never input) is `value`."""
+    assert column in ("id", "payout_payment"), column
+    lock = " FOR UPDATE" if for_update else ""
+    sql = f"SELECT {_LOAN_COLS} FROM loans WHERE {column} = :v{lock}"
+    row = (await conn.execute(text(sql), {"v": value})).first()
+    return None if row is None else _loan(row)
+
+
 async def get_loan(
     conn: AsyncConnection, loan_id: uuid.UUID, *, for_update: bool = False
 ) -> LoanRow | None:
-    lock = " FOR UPDATE" if for_update else ""
-    row = (
-        await conn.execute(
-            text(f"SELECT {_LOAN_COLS} FROM loans WHERE id = :id{lock}"), {"id": loan_id}
-        )
-    ).first()
-    return None if row is None else _loan(row)
+    return await _loan_where(conn, "id", loan_id, for_update)
 
 
 async def loan_for_quote(conn: AsyncConnection, quote_id: uuid.UUID) -> LoanRow | None:
@@ -230,13 +235,7 @@ async def repaying_loan_ids(
 async def loan_by_payout(
     conn: AsyncConnection, payment: str, *, for_update: bool = False
 ) -> LoanRow | None:
-    lock = " FOR UPDATE" if for_update else ""
-    row = (
-        await conn.execute(
-            text(f"SELECT {_LOAN_COLS} FROM loans WHERE payout_payment = :p{lock}"), {"p": payment}
-        )
-    ).first()
-    return None if row is None else _loan(row)
+    return await _loan_where(conn, "payout_payment", payment, for_update)
 
 
 async def user_has_payout_requesting(conn: AsyncConnection, user_id: str) -> bool:

@@ -12,22 +12,30 @@ from __future__ import annotations
 
 import os
 from datetime import UTC, datetime, timedelta
-from zoneinfo import ZoneInfo
 
 from sqlalchemy import text
 
 from services.platform.db import Database
 
-LOCAL_ZONE = ZoneInfo("America/Sao_Paulo")
 # Far enough for any test (years of a loan), small enough to catch a unit slip.
 MAX_OFFSET_SECONDS = 20 * 366 * 86_400
-_OFFSET = text("SELECT offset_seconds FROM test_clock WHERE id")
+SECONDS_OFFSET = "SELECT offset_seconds FROM test_clock WHERE id"
 
 
 class OffsetClock:
-    def __init__(self, db: Database | None, test_env_var: str) -> None:
-        self._test = os.environ.get(test_env_var, "") == "1"
+    def __init__(
+        self,
+        db: Database | None,
+        test_env_var: str,
+        *,
+        offset_sql: str = SECONDS_OFFSET,
+        test_mode: bool | None = None,
+    ) -> None:
+        """`offset_sql` reads the offset in seconds (a schema may keep it in
+        another unit: loans keeps days)."""
+        self._test = os.environ.get(test_env_var, "") == "1" if test_mode is None else test_mode
         self._db = db
+        self._offset_sql = text(offset_sql)
         assert not self._test or db is not None, "the test clock lives in the database"
 
     @property
@@ -37,7 +45,7 @@ class OffsetClock:
     async def offset(self) -> timedelta:
         if not self._test or self._db is None:
             return timedelta(0)
-        seconds = int(await self._db.scalar(_OFFSET) or 0)
+        seconds = int(await self._db.scalar(self._offset_sql) or 0)
         assert abs(seconds) <= MAX_OFFSET_SECONDS, seconds
         return timedelta(seconds=seconds)
 

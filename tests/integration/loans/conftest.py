@@ -22,6 +22,7 @@ from tests.integration.loans.loans_it_support import (
     set_clock_offset,
     settle_open_loans,
 )
+from tests.integration.payments.payments_it_support import psp  # noqa: F401 - a fixture
 
 os.environ[TEST_CLOCK_ENV] = "1"
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
 
 import grpc
 import pytest
@@ -38,16 +37,6 @@ TERMINAL = {
     payments_pb2.PAYMENT_STATE_CANCELLED,
 }
 OUTCOMES = ("loan.payout_settled", "loan.payout_failed")
-
-
-@pytest.fixture
-async def psp(stack: Stack) -> AsyncIterator[Psp]:
-    """The PSP simulator with no faults before and after the test."""
-    client = Psp(stack.simulator_urls["psp"])
-    await client.clear()
-    yield client
-    await client.clear()
-    await client.close()
 
 
 def wait_events(

@@ -10,7 +10,7 @@ import pytest
 from devstack.stack import Stack
 from services.payments.service import TEST_CLOCK_ENV
 from tests.integration.ledger.ledger_it_support import LedgerClient, wait_serving
-from tests.integration.payments.payments_it_support import Psp
+from tests.integration.payments.payments_it_support import psp  # noqa: F401 - a fixture
 
 # The stack starts after collection, so its payments process inherits this:
 # test_payments_night_limit.py moves the limits' clock to night and back.
@@ -22,14 +22,4 @@ async def ledger(stack: Stack) -> AsyncIterator[LedgerClient]:
     client = LedgerClient(stack.grpc_targets["ledger"], stack.secrets_dir)
     await wait_serving(client)
     yield client
-    await client.close()
-
-
-@pytest.fixture
-async def psp(stack: Stack) -> AsyncIterator[Psp]:
-    """The PSP simulator with no faults before and after each test."""
-    client = Psp(stack.simulator_urls["psp"])
-    await client.clear()
-    yield client
-    await client.clear()
     await client.close()

@@ -7,12 +7,14 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
 import grpc
 import httpx
 import nats
+import pytest
 
 from devstack.stack import Stack
 from fintech.events.v1 import envelope_pb2, identity_events_pb2
@@ -140,6 +142,17 @@ class PaymentsClient:
 
     async def close(self) -> None:
         await self.channel.close()
+
+
+@pytest.fixture
+async def psp(stack: Stack) -> AsyncIterator[Psp]:
+    """The PSP simulator with no faults before and after each test (a fixture:
+    import it into a conftest or test module to use it)."""
+    client = Psp(stack.simulator_urls["psp"])
+    await client.clear()
+    yield client
+    await client.clear()
+    await client.close()
 
 
 class Psp:

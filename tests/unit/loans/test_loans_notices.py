@@ -5,12 +5,11 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import date, timedelta
-from decimal import Decimal
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from services.loans.domain.calendar import add_months, next_business_day
+from services.loans.domain.calendar import next_business_day
 from services.loans.domain.charges import (
     DUE_SOON_DAYS,
     Bucket,
@@ -19,27 +18,12 @@ from services.loans.domain.charges import (
     bucket_for,
     notices,
 )
-from services.loans.domain.schedule import System, amortize
+from tests.unit.loans.test_loans_charges import D0
+from tests.unit.loans.test_loans_charges import installments as price_installments
 
-D0 = date(2026, 3, 10)
 
-
-def installments(n: int, principal: int = 5_000_00) -> list[Installment]:
-    dates = [add_months(D0, k) for k in range(1, n + 1)]
-    rows = amortize(principal, Decimal("0.02"), n, System.PRICE, dates)
-    starts = [D0, *dates[:-1]]
-    return [
-        Installment(
-            number=r.number,
-            due_date=r.due_date,
-            period_start=s,
-            scheduled_interest=r.interest,
-            scheduled_principal=r.amortization,
-            interest_due=r.interest,
-            principal_due=r.amortization,
-        )
-        for r, s in zip(rows, starts, strict=True)
-    ]
+def installments(n: int) -> list[Installment]:
+    return price_installments(5_000_00, n)
 
 
 def paid(inst: Installment) -> Installment:
