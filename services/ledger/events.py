@@ -70,6 +70,11 @@ def outbox_rows(
             occur_time=occur_time,
             trace_id=origin.trace_id,
             request_id=origin.request_id,
+            # A transfer is immutable: its creation is its first event, and
+            # only a pending transfer's expiry is a second one (a post or void
+            # is a new transfer, with its own aggregate). Known without a
+            # counter, which the writer's hot path would pay per transfer.
+            subject_sequence=2 if op.expiry else 1,
         )
         subject = subjects.get(type(event))
         if subject is None:

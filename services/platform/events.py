@@ -70,11 +70,13 @@ def new_envelope(
     trace_id: str = "",
     request_id: str = "",
     causation_id: str = "",
+    subject_sequence: int = 0,
 ) -> envelope_pb2.EventEnvelope:
     """Wrap `event` as the contract's envelope; `aggregate` is its resource name."""
     assert source, "source (the producing service) is required"
     assert aggregate and not aggregate.startswith("/"), aggregate
     assert occur_time.tzinfo is not None, "occur_time must be timezone-aware"
+    assert subject_sequence >= 0, subject_sequence
     occurred = timestamp_pb2.Timestamp()
     occurred.FromDatetime(occur_time)
     payload = any_pb2.Any()
@@ -91,4 +93,5 @@ def new_envelope(
         schema_version=SCHEMA_VERSION,
         payload=payload,
         causation_id=causation_id,
+        subject_sequence=subject_sequence,
     )

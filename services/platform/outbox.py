@@ -60,11 +60,16 @@ _CLAIM = text(
     " WHERE published_at IS NULL ORDER BY created_at, id LIMIT :limit FOR UPDATE SKIP LOCKED"
 )
 # One round trip before the insert: the envelope's source and occur_time come
-# from the transaction itself, and the NOTIFY (delivered only at commit, so its
-# place in the transaction does not matter) wakes the schema's relay.
+# from the transaction itself, its subject_sequence from the aggregate's
+# counter (taken in this transaction: a rollback gives the number back), and
+# the NOTIFY (delivered only at commit, so its place in the transaction does
+# not matter) wakes the schema's relay.
 _CONTEXT = text(
-    "SELECT current_schema() AS source, now() AS occur_time,"
-    " pg_notify('outbox_' || current_schema(), '')::text AS notified"
+    "WITH seq AS (INSERT INTO event_sequences (subject, last) VALUES (:aggregate, 1)"
+    " ON CONFLICT (subject) DO UPDATE SET last = event_sequences.last + 1 RETURNING last)"
+    " SELECT current_schema() AS source, now() AS occur_time,"
+    " pg_notify('outbox_' || current_schema(), '')::text AS notified,"
+    " (SELECT last FROM seq) AS sequence"
 )
 _MARK = text(
     "UPDATE outbox_events SET published_at = now(), attempts = attempts + 1 WHERE id = ANY(:ids)"
@@ -100,7 +105,7 @@ async def add_event(
     # Refuse a non-event before touching the transaction.
     subject = events_subject(event_type_of(event))
     event_id = event_id or uuid.uuid4()
-    context = (await conn.execute(_CONTEXT)).one()
+    context = (await conn.execute(_CONTEXT, {"aggregate": aggregate})).one()
     request_id = request_id_var.get() or ""
     envelope = new_envelope(
         event,
@@ -111,6 +116,7 @@ async def add_event(
         trace_id=current_trace_id() or "",
         request_id=request_id,
         causation_id=causation_id_var.get(),
+        subject_sequence=context.sequence,
     )
     all_headers: dict[str, str] = dict(headers or {})
     traceparent = current_traceparent()

@@ -341,6 +341,32 @@ async def test_an_event_written_while_handling_another_names_it_as_its_cause(env
     assert await OutboxRelay(env.db, env.js, "unused", env.config).relay_once() == 2
 
 
+async def test_each_aggregate_numbers_its_events_and_a_rollback_gives_the_number_back(
+    env: Env,
+) -> None:
+    a, b = f"things/a-{uuid.uuid4()}", f"things/b-{uuid.uuid4()}"
+
+    async def write(aggregate: str) -> uuid.UUID:
+        async with env.db.transaction() as conn:
+            return await add_event(conn, event=env.event("n"), aggregate=aggregate)
+
+    async def sequence(event_id: uuid.UUID) -> int:
+        payload = await env.db.scalar(
+            text("SELECT payload FROM outbox_events WHERE id = :id"), {"id": event_id}
+        )
+        return EventEnvelope.FromString(bytes(payload)).subject_sequence
+
+    first_a = await write(a)
+    first_b = await write(b)
+    with pytest.raises(RuntimeError):
+        async with env.db.transaction() as conn:
+            await add_event(conn, event=env.event("lost"), aggregate=a)
+            raise RuntimeError("the change fails after its event was written")
+    second_a = await write(a)
+    assert [await sequence(e) for e in (first_a, first_b, second_a)] == [1, 1, 2]
+    assert await OutboxRelay(env.db, env.js, "unused", env.config).relay_once() == 3
+
+
 async def test_consumer_terminates_messages_that_are_not_envelopes(env: Env) -> None:
     calls: list[str] = []
 
