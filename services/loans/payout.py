@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import re
 import uuid
+from dataclasses import dataclass
 from typing import Protocol
 
 import grpc
 
 from fintech.payments.v1 import payments_pb2, payments_pb2_grpc
 from fintech.type.v1 import money_pb2
-from services.loans.remote import CallPolicy, RemoteService
+from services.loans.remote import CallPolicy, RemoteService, RemoteUnavailableError
 
 _EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]{1,255}\.[^@\s]{2,}$")
 _PHONE = re.compile(r"^\+55\d{10,11}$")
@@ -54,6 +55,39 @@ class Payout(Protocol):
     async def pay_out(
         self, loan_id: uuid.UUID, user_id: str, pix_key: str, amount_minor: int
     ) -> str: ...
+
+
+@dataclass(frozen=True, slots=True)
+class PayoutCheck:
+    """What payments says when asked once more: its payment's name, or why not."""
+
+    payment: str = ""
+    reason: str = ""
+
+
+async def confirm_payout(
+    payout: Payout,
+    loan_id: uuid.UUID,
+    user_id: str,
+    pix_key: str,
+    amount_minor: int,
+    *,
+    unanswered: str,
+) -> PayoutCheck:
+    """Before a payout that was never answered is told as failed, ask payments once more.
+
+    The request may have reached payments even though no answer reached us (a
+    slow call past its deadline, an answer lost with the connection). The call
+    is idempotent by the loan, so the same request returns the payment payments
+    holds (or takes it now, which is the payout the customer asked for). A
+    refusal is payments' answer; silence again leaves `unanswered` as the reason.
+    """
+    try:
+        return PayoutCheck(payment=await payout.pay_out(loan_id, user_id, pix_key, amount_minor))
+    except PayoutRefusedError as exc:
+        return PayoutCheck(reason=exc.reason)
+    except RemoteUnavailableError:
+        return PayoutCheck(reason=unanswered)
 
 
 class NoPayout:

@@ -38,6 +38,7 @@ from services.loans.domain.schedule import (
     QuoteTerms,
     System,
     quote,
+    redate,
     validate,
 )
 from services.loans.ledger_gateway import (
@@ -474,15 +475,26 @@ class LoansService:
                 )
             if row.state != "OFFERED":
                 raise failed_precondition("NO_OFFER", f"a {row.state} loan has no offer to accept")
-            row = await store.update_loan(
-                conn, row.id, state=state.transition(row.state, "FUNDING")
-            )
+            # The contract is fixed here (funding posts exactly these terms, also
+            # when retried), so it is dated today: the offer may be days old and
+            # its IOF days, first period and CET counted from the quote's day.
+            offered = terms.from_json(row.terms)
+            try:
+                contract = redate(offered, today, self._fees)
+            except QuoteError as exc:  # only if the stored offer was out of policy
+                raise failed_precondition(
+                    "OFFER_INVALID", "the offer no longer fits the policy; simulate again"
+                ) from exc
+            changes: dict[str, Any] = {"state": state.transition(row.state, "FUNDING")}
+            if contract != offered:
+                changes["terms"] = terms.to_json(contract)
+            row = await store.update_loan(conn, row.id, **changes)
             await events.transition(
                 conn,
                 row,
                 today,
                 actor=principal.subject,
-                detail="counter-offer accepted",
+                detail=f"counter-offer accepted; terms dated {contract.disbursement_date}",
                 amount_minor=row.approved_principal,
             )
             await self._signal(row.id, "offer_accepted")

@@ -48,7 +48,7 @@ with workflow.unsafe.imports_passed_through():
         Leg,
         step_id,
     )
-    from services.loans.payout import NoPayout, Payout, PayoutRefusedError
+    from services.loans.payout import NoPayout, Payout, PayoutRefusedError, confirm_payout
     from services.loans.remote import RemoteUnavailableError
     from services.loans.risk_gateway import RiskGateway
     from services.loans.service import (
@@ -435,17 +435,46 @@ class LoanActivities:
                 return "NO_PAYOUT"
             if row.payout_state is None:
                 row = await store.update_loan(conn, row.id, payout_state="REQUESTING")
-        assert self._cipher is not None, "a stored PIX key needs the PII cipher"
-        assert row.pix_key_ciphertext is not None
-        key = self._cipher.decrypt_text(bytes(row.pix_key_ciphertext), PIX_CONTEXT)
+        key = self._pix_key(row)
         amount = int(row.terms["disbursed_amount"])
         try:
             payment = await self._payout.pay_out(row.id, row.user_id, key, amount)
         except PayoutRefusedError as exc:
-            await self.payout_failed(loan_id, exc.reason)
+            await self._record_payout_failed(loan_id, exc.reason)
             return "REFUSED"
         except RemoteUnavailableError as exc:
             raise ApplicationError(str(exc), type="PAYMENTS_UNAVAILABLE") from exc
+        await self._record_payout_requested(loan_id, payment, amount)
+        return payment
+
+    def _pix_key(self, row: store.LoanRow) -> str:
+        assert self._cipher is not None, "a stored PIX key needs the PII cipher"
+        assert row.pix_key_ciphertext is not None
+        return self._cipher.decrypt_text(bytes(row.pix_key_ciphertext), PIX_CONTEXT)
+
+    @activity.defn(name="loans.payout_failed")
+    async def payout_failed(self, loan_id: str, reason: str) -> str:
+        """The workflow gave up on loans.payout (payments never answered in time).
+
+        REQUESTING means the request may have reached payments all the same, so
+        payments is asked once more (confirm_payout) before a failure is told:
+        a payment it holds is recorded as requested, and the payout consumer
+        follows its real outcome. Never raises for payments' silence: this is
+        the workflow's last step about the payout."""
+        async with self._db.transaction() as conn:
+            row = await self._row(conn, loan_id, lock=False)
+        if row.payout_state != "REQUESTING" or row.pix_key_ciphertext is None:
+            return await self._record_payout_failed(loan_id, reason)
+        amount = int(row.terms["disbursed_amount"])
+        check = await confirm_payout(
+            self._payout, row.id, row.user_id, self._pix_key(row), amount, unanswered=reason
+        )
+        if check.payment:
+            await self._record_payout_requested(loan_id, check.payment, amount)
+            return check.payment
+        return await self._record_payout_failed(loan_id, check.reason)
+
+    async def _record_payout_requested(self, loan_id: str, payment: str, amount: int) -> None:
         async with self._db.transaction() as conn:
             row = await self._row(conn, loan_id)
             if row.payout_state == "REQUESTING":
@@ -456,10 +485,8 @@ class LoanActivities:
                     conn, row, "loan.payout_requested", actor=SYSTEM, detail=payment,
                     amount_minor=amount,
                 )  # fmt: skip
-        return payment
 
-    @activity.defn(name="loans.payout_failed")
-    async def payout_failed(self, loan_id: str, reason: str) -> str:
+    async def _record_payout_failed(self, loan_id: str, reason: str) -> str:
         """The payout was never made (refused, or payments never answered)."""
         async with self._db.transaction() as conn:
             row = await self._row(conn, loan_id)

@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal, localcontext
 
 from services.loans.domain.calendar import add_months, due_dates
@@ -278,6 +278,12 @@ def solve_cet_monthly(
         return ONE / v - ONE
 
 
+def first_due_in_policy(disbursement_date: date, first_due_date: date) -> bool:
+    """The first installment falls 15 to 60 days after the disbursement."""
+    days = (first_due_date - disbursement_date).days
+    return MIN_FIRST_DUE_DAYS <= days <= MAX_FIRST_DUE_DAYS
+
+
 def validate(
     principal: int,
     term_months: int,
@@ -292,8 +298,7 @@ def validate(
         bad.append(("term_months", f"must be {MIN_TERM_MONTHS} to {MAX_TERM_MONTHS}"))
     if not ZERO < monthly_rate < MAX_MONTHLY_RATE:
         bad.append(("monthly_rate", "must be above 0 and below 20% a month"))
-    days = (first_due_date - disbursement_date).days
-    if not MIN_FIRST_DUE_DAYS <= days <= MAX_FIRST_DUE_DAYS:
+    if not first_due_in_policy(disbursement_date, first_due_date):
         bad.append(
             (
                 "first_due_date",
@@ -363,3 +368,33 @@ def quote(
     assert terms.iof == sum(r.iof for r in schedule)
     assert terms.disbursed_amount + (0 if iof_mode is IofMode.FINANCED else fee + iof) == principal
     return terms
+
+
+def redate(terms: QuoteTerms, disbursement_date: date, fees: FeePolicy) -> QuoteTerms:
+    """The same contract disbursed on a later day: recomputed for that day.
+
+    IOF counts the days from the disbursement to each due date and the first
+    period's interest and the CET run from the disbursement, so a contract
+    accepted days after its quote (a counter-offer) must be dated by the day
+    the money moves. The customer's choices stay: principal, term, system, IOF
+    mode, rate, and the first due date while it is still 15 to 60 days away;
+    otherwise it moves by the days that passed, which keeps the quoted gap (in
+    the policy, since the quote was). A day not after the quoted one changes
+    nothing. Raises QuoteError only for terms that were out of policy already.
+    """
+    shift = (disbursement_date - terms.disbursement_date).days
+    if shift <= 0:
+        return terms
+    first_due = terms.first_due_date
+    if not first_due_in_policy(disbursement_date, first_due):
+        first_due += timedelta(days=shift)
+    return quote(
+        principal=terms.principal,
+        term_months=terms.term_months,
+        system=terms.system,
+        monthly_rate=terms.monthly_rate,
+        disbursement_date=disbursement_date,
+        first_due_date=first_due,
+        iof_mode=terms.iof_mode,
+        fees=fees,
+    )

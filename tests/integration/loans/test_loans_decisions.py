@@ -17,6 +17,7 @@ import re
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from datetime import timedelta
 
 import grpc
 import pytest
@@ -25,6 +26,8 @@ from temporalio.client import Client
 
 from devstack.stack import Stack
 from fintech.loans.v1 import loans_pb2
+from services.loans import terms, wire
+from services.loans.domain.schedule import MIN_FIRST_DUE_DAYS, FeePolicy, quote
 from services.loans.risk_gateway import (
     BAND_CACHE_PREFIX,
     BAND_CACHE_SECONDS,
@@ -35,6 +38,7 @@ from tests.integration.loans.loans_it_support import (
     Borrower,
     LedgerClient,
     LoansClient,
+    admin_sql,
     prepare_borrower,
     receivable_id_of,
     rpc_error,
@@ -100,6 +104,75 @@ def test_counter_offer_accepted_is_funded_with_the_lower_amount(
     assert accepted.state in (loans_pb2.LOAN_STATE_FUNDING, loans_pb2.LOAN_STATE_FUNDED)
     funded = loans.wait_state(loan.name, {loans_pb2.LOAN_STATE_FUNDED})
     assert ledger.net_debit(funded.receivable_account) == loan.terms.financed_amount.minor_units
+
+    wallet = ledger.wallet(borrower.user)
+    ledger.top_up(wallet, loans.payoff_quote(loan.name).payoff_amount.minor_units)
+    assert loans.pay(loan.name, payoff=True).loan.state == loans_pb2.LOAN_STATE_PAID
+
+
+def test_counter_offer_accepted_days_later_is_dated_the_day_it_is_accepted(
+    stack: Stack,
+    borrower: Borrower,
+    loans: LoansClient,
+    backoffice: LoansClient,
+    ledger: LedgerClient,
+    wide_band: Seed,
+    clock: None,
+) -> None:
+    wide_band(borrower.user_id)
+    q = loans.simulate(ABOVE_ANY_BAND, 12)
+    loan = loans.wait_state(loans.create(q.name).name, {OFFERED})
+    loan_id = loan.name.removeprefix(wire.LOAN_PREFIX)
+    [(quoted_day,)] = admin_sql(
+        stack,
+        "SELECT disbursement_date FROM loans.quotes WHERE id = %s",
+        (q.name.removeprefix(wire.QUOTE_PREFIX),),
+    )
+    [(stored,)] = admin_sql(stack, "SELECT terms FROM loans.loans WHERE id = %s", (loan_id,))
+    offered = terms.from_json(stored)
+    assert offered.disbursement_date == quoted_day
+
+    # Accepted three days later by the loans clock (within the offer's 7 days).
+    set_clock_offset(stack, 3)
+    accepted = loans.stub.AcceptLoanOffer(
+        loans_pb2.AcceptLoanOfferRequest(name=loan.name),
+        metadata=loans.tokens.metadata(uuid.uuid4().hex),
+    )
+    day = quoted_day + timedelta(days=3)
+    # The default first due date (a month out) is still in policy: it stays.
+    assert (offered.first_due_date - day).days >= MIN_FIRST_DUE_DAYS
+    expected = quote(
+        principal=offered.principal,
+        term_months=offered.term_months,
+        system=offered.system,
+        monthly_rate=offered.monthly_rate,
+        disbursement_date=day,
+        first_due_date=offered.first_due_date,
+        iof_mode=offered.iof_mode,
+        fees=FeePolicy(),
+    )
+    assert expected.iof < offered.iof  # three days fewer to every due date
+    want = wire.quote_message(expected, user_id=borrower.user_id)
+    assert accepted.terms == want  # the customer is shown what they accepted
+    funded = loans.wait_state(loan.name, {loans_pb2.LOAN_STATE_FUNDED})
+    assert funded.terms == want
+    assert [(i.due_date, i.amount, i.interest, i.amortization) for i in funded.installments] == [
+        (r.due_date, r.amount, r.interest, r.amortization) for r in want.schedule
+    ]
+    [(dated,)] = admin_sql(
+        stack, "SELECT terms->>'disbursement_date' FROM loans.loans WHERE id = %s", (loan_id,)
+    )
+    assert dated == day.isoformat()
+
+    # The ledger's funding chain carries the recomputed amounts to the centavo.
+    history = backoffice.events(loan.name)
+    [funded_event] = [e for e in history if e.event_type == "loan.funded"]
+    moved = {t.code: t for t in map(ledger.transfer, funded_event.ledger_transfers)}
+    assert moved["loan.funding"].amount.minor_units == expected.financed_amount
+    assert moved["loan.disbursement"].amount.minor_units == expected.disbursed_amount
+    assert moved["loan.iof"].amount.minor_units == expected.iof
+    assert moved["loan.fee"].amount.minor_units == expected.fees
+    assert ledger.net_debit(funded.receivable_account) == expected.financed_amount
 
     wallet = ledger.wallet(borrower.user)
     ledger.top_up(wallet, loans.payoff_quote(loan.name).payoff_amount.minor_units)
