@@ -32,10 +32,17 @@ from services.payments.domain.rules import (
     fee_for,
     limit_violation,
     night_of,
+    payout_return_id_for,
     refund_id_for,
     workflow_id,
 )
-from services.payments.domain.states import State, cancellable
+from services.payments.domain.states import (
+    InvalidTransitionError,
+    RefundExceedsError,
+    State,
+    after_refund,
+    cancellable,
+)
 from services.payments.ledger_gateway import (
     PSP_CLEARING_ACCOUNT,
     LedgerGateway,
@@ -70,6 +77,9 @@ RECEIVER_KEY = "8b8f0b1e-3d4c-4e5f-9a6b-7c8d9e0f1a2b"
 DEFAULT_CHARGE_EXPIRY_S = 3600
 MAX_CHARGE_EXPIRY_S = 30 * 86400
 MAX_MISMATCHES = 1000
+MAX_RETURN_ID = 64
+# Who the audit names for a return: the receiving bank, through the PSP.
+RETURN_AUTHOR = "service:psp"
 _BANK_CODE = re.compile(r"[0-9]{3}|[0-9]{8}")
 _BRANCH = re.compile(r"[0-9]{1,5}")
 _ACCOUNT = re.compile(r"[0-9]{1,12}-?[0-9Xx]")
@@ -726,6 +736,10 @@ class PaymentsService:
                 # Idempotent by itself (charge state + derived transfer id), so a
                 # duplicate that raced the first one cannot credit twice either.
                 await self._charge_paid(conn, data)
+            elif kind == "payout.returned":
+                # Idempotent by itself too (one payout_returns row per return id +
+                # a ledger transfer id derived from it).
+                await self._payout_returned(conn, event_id, data)
             elif first and kind in ("payout.settled", "payout.failed"):
                 ref = str(data.get("external_reference", ""))
                 if ref.startswith(wire.PAYMENT_PREFIX):
@@ -807,6 +821,120 @@ class PaymentsService:
             await wire.payment_event(conn, payment)
         if moved is not None:
             await wire.charge_paid_event(conn, moved)
+
+    async def _payout_returned(self, conn: Any, event_id: str, data: dict[str, Any]) -> None:
+        """The receiving institution returned (part of) one of our settled payouts
+        (a PIX devolução): credit the wallet with it once, or record the refusal
+        (unknown payment, more than is left, ...) without crediting anything."""
+        return_id = str(data.get("id", ""))
+        if not 1 <= len(return_id) <= MAX_RETURN_ID:
+            raise invalid_argument(
+                "INVALID_ARGUMENT",
+                "a return needs its id",
+                violations=[("body.data.id", f"1-{MAX_RETURN_ID} characters")],
+            )
+        e2e = str(data.get("end_to_end_id", ""))[:64]
+        raw = data.get("amount")
+        amount = raw if isinstance(raw, int) and not isinstance(raw, bool) else 0
+        ref = str(data.get("external_reference", ""))
+        pid: uuid.UUID | None = None
+        if ref.startswith(wire.PAYMENT_PREFIX):
+            try:
+                pid = uuid.UUID(ref[len(wire.PAYMENT_PREFIX) :])
+            except ValueError:
+                pid = None
+        # The row lock serialises every notification of returns of this payment.
+        row = await store.get_payment(conn, pid, for_update=True) if pid else None
+        if await store.payout_return_recorded(conn, return_id):
+            return
+        reason = ""
+        target = None
+        if not 0 < amount <= MAX_AMOUNT_MINOR:
+            reason = "RETURN_AMOUNT_INVALID"
+        elif row is None or row.direction != "OUTBOUND":
+            reason = "PAYMENT_NOT_FOUND"
+        elif e2e and row.end_to_end_id and e2e != row.end_to_end_id:
+            reason = "END_TO_END_ID_MISMATCH"
+        elif row.state in ("PENDING", "PROCESSING", "REQUIRES_ACTION"):
+            # The PSP settled it and our settlement has not been applied yet: no
+            # 2xx, so the PSP delivers the return again once we caught up.
+            raise failed_precondition(
+                "PAYMENT_NOT_SETTLED", "the payout is not settled here yet; deliver again"
+            )
+        else:
+            try:
+                target = after_refund(State(row.state), row.amount, row.refunded, amount)
+            except InvalidTransitionError:
+                reason = "PAYMENT_NOT_RETURNABLE"
+            except RefundExceedsError:
+                reason = "RETURN_EXCEEDS_PAYMENT"
+        if target is None or row is None:
+            log.warning("payout return %s refused: %s", return_id, reason)
+            await store.record_payout_return(
+                conn,
+                return_id=return_id,
+                payment_id=row.id if row is not None else None,
+                end_to_end_id=e2e,
+                amount=amount if 0 <= amount <= MAX_AMOUNT_MINOR else 0,
+                state="REFUSED",
+                reason=reason,
+                event_id=event_id,
+            )
+            await audit.record(
+                conn,
+                "payment" if row is not None else "payout_return",
+                str(row.id) if row is not None else return_id,
+                "return_refused",
+                {"return_id": return_id, "amount": amount, "reason": reason},
+                RETURN_AUTHOR,
+            )
+            return
+        wallet = await self._ledger.wallet_of(row.user_id)
+        if wallet is None:
+            raise failed_precondition("WALLET_NOT_FOUND", "the payer has no wallet")
+        await store.step_started(conn, row.id, "return")
+        try:
+            # PSP clearing -> wallet under the payout's own reference, so the
+            # report's REFUND line of this return matches it.
+            await self._ledger.apply(
+                payout_return_id_for(row.id, return_id),
+                [
+                    Leg(
+                        "return_credit",
+                        PSP_CLEARING_ACCOUNT,
+                        wallet,
+                        amount,
+                        ledger_pb2.TRANSFER_KIND_POSTED,
+                        code="PIX_RETURN",
+                    )
+                ],
+                external_reference=external_reference(row.id),
+                description=f"devolucao {return_id}",
+            )
+        except LedgerRefusedError as exc:
+            raise failed_precondition(exc.reason, exc.message) from exc
+        moved = await store.add_refund(conn, row.id, amount)
+        assert moved is not None and moved.state == target.value, "the locked row allowed it"
+        await store.record_payout_return(
+            conn,
+            return_id=return_id,
+            payment_id=row.id,
+            end_to_end_id=e2e,
+            amount=amount,
+            state="CREDITED",
+            reason=str(data.get("reason", ""))[:64],
+            event_id=event_id,
+        )
+        await store.step_finished(conn, row.id, "return", "SUCCEEDED")
+        await wire.payment_event(conn, moved)
+        await audit.record(
+            conn,
+            "payment",
+            str(row.id),
+            "returned",
+            {"return_id": return_id, "amount": amount},
+            RETURN_AUTHOR,
+        )
 
     # --- reconciliation ------------------------------------------------------------------
 

@@ -487,6 +487,47 @@ async def record_webhook(
     return int(row.deliveries) == 1
 
 
+async def payout_return_recorded(conn: AsyncConnection, return_id: str) -> bool:
+    """Whether this return (devolução id) was already credited or refused."""
+    found = await conn.scalar(
+        text("SELECT 1 FROM payout_returns WHERE return_id = :id"), {"id": return_id}
+    )
+    return found is not None
+
+
+async def record_payout_return(
+    conn: AsyncConnection,
+    *,
+    return_id: str,
+    payment_id: uuid.UUID | None,
+    end_to_end_id: str,
+    amount: int,
+    state: str,
+    reason: str,
+    event_id: str,
+) -> bool:
+    """Record a return as CREDITED or REFUSED; False if it already was."""
+    row = (
+        await conn.execute(
+            text(
+                "INSERT INTO payout_returns (return_id, payment_id, end_to_end_id, amount, state,"
+                " reason, event_id) VALUES (:rid, :pid, :e2e, :amount, :state, :reason, :event)"
+                " ON CONFLICT (return_id) DO NOTHING RETURNING return_id"
+            ),
+            {
+                "rid": return_id,
+                "pid": payment_id,
+                "e2e": end_to_end_id[:64],
+                "amount": amount,
+                "state": state,
+                "reason": reason[:64],
+                "event": event_id,
+            },
+        )
+    ).first()
+    return row is not None
+
+
 async def payments_of_day(
     conn: AsyncConnection, start: datetime, end: datetime
 ) -> list[PaymentRow]:

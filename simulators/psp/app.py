@@ -7,9 +7,12 @@ API (bearer token from `POST /oauth2/token`, client credentials):
 - `PUT /v1/cob/{txid}`, `GET /v1/cob/{txid}`, `DELETE /v1/cob/{txid}`: PIX charges;
 - `POST /v1/card/charges`, `.../{id}/challenge`, `.../{id}/capture`, `.../{id}/refund`;
 - `POST /v1/pix/{e2eid}/devolucao/{id}`: refund of a received PIX;
+- the payout status (`GET /v1/payouts...`) carries `returned` and `returns`;
 - `GET /v1/settlements/{date}?format=csv|json`: the daily report in the ledger's format.
 Admin: `POST /__admin/psp` (PSP faults), `POST /__admin/dict` (register a key),
-`POST /__admin/cob/{txid}/pay` (a simulated payer pays a charge).
+`POST /__admin/cob/{txid}/pay` (a simulated payer pays a charge),
+`POST /__admin/payouts/{e2eid}/devolucao/{id}` (the receiving bank returns
+part or all of a settled PIX payout: `payout.returned`).
 
 Every settlement is notified by an HMAC-signed webhook (services.payments.domain.webhooks,
 the same code that verifies it) to FINTECH_PSP_WEBHOOK_URL, retried until 2xx.
@@ -24,6 +27,7 @@ import json
 import logging
 import os
 import random
+import re
 import secrets
 import ssl
 import string
@@ -40,7 +44,7 @@ from aiohttp import web
 
 from services.ledger.domain.reconciliation import ReportFormat, ReportLine, render_report
 from services.payments.domain import webhooks
-from services.payments.domain.pix import TXID, KeyType, end_to_end_id, normalize_key
+from services.payments.domain.pix import ISPB, TXID, KeyType, end_to_end_id, normalize_key
 from simulators.common import CLOCK_KEY, Clock, SimulatorConfig, build_app
 from simulators.common.credentials import client_credentials
 
@@ -56,6 +60,11 @@ CLIENT_ISPB = "12345678"  # the fintech (payer of our payouts; on-us keys live h
 MAX_AMOUNT = 10**13
 MAX_OBJECTS = 200_000  # payouts + charges kept in memory
 MAX_WEBHOOK_ATTEMPTS = 12
+MAX_RETURNS_PER_PAYOUT = 100
+# Reasons of a devolução (BACEN's PIX rules): operational error, fraud, asked by
+# the receiving customer, cash-related service.
+RETURN_REASONS = frozenset({"BE08", "FR01", "MD06", "SL02"})
+_RETURN_ID = re.compile(r"[a-zA-Z0-9]{1,35}")
 WEBHOOK_TIMEOUT_S = 5.0
 SAO_PAULO = ZoneInfo("America/Sao_Paulo")
 CHALLENGE_CODE = "123456"
@@ -129,7 +138,8 @@ class Payout:
     created_at: datetime
     failure_reason: str = ""
     settled_at: datetime | None = None
-    refunded: int = 0
+    refunded: int = 0  # returned by the receiving bank (devoluções), in total
+    returns: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 @dataclass
@@ -245,8 +255,10 @@ def _now(app: web.Application) -> datetime:
     return clock.now()
 
 
-def _suffix(rng: random.Random) -> str:
-    return "".join(rng.choice(_ALNUM) for _ in range(11))
+def _suffix() -> str:
+    # Not from the faults' RNG: it restarts at every fault change, so two payouts
+    # of the same minute (two tests) would share an endToEndId.
+    return "".join(secrets.choice(_ALNUM) for _ in range(11))
 
 
 def _event(kind: str, data: dict[str, Any], now: datetime) -> dict[str, Any]:
@@ -298,6 +310,8 @@ def _payout_json(p: Payout) -> dict[str, Any]:
         },
         "created_at": p.created_at.isoformat(),
         "settled_at": p.settled_at.isoformat() if p.settled_at else None,
+        "returned": p.refunded,
+        "returns": list(p.returns.values()),
     }
 
 
@@ -448,9 +462,7 @@ async def create_payout(request: web.Request) -> web.Response:
         amount=amount,
         currency="BRL",
         destination=destination,
-        end_to_end_id=end_to_end_id(CLIENT_ISPB, now, _suffix(state.rng))
-        if method == "PIX"
-        else "",
+        end_to_end_id=end_to_end_id(CLIENT_ISPB, now, _suffix()) if method == "PIX" else "",
         status="ACCEPTED",
         created_at=now,
     )
@@ -587,7 +599,7 @@ async def admin_pay_cob(request: web.Request) -> web.Response:
     if cob.status != "ATIVA":
         return web.json_response({"error": f"cob is {cob.status}"}, status=422)
     cob.status, cob.paid_at = "CONCLUIDA", now
-    cob.end_to_end_id = end_to_end_id("60701190", now, _suffix(state.rng))
+    cob.end_to_end_id = end_to_end_id("60701190", now, _suffix())
     cob.payer_name = "Pagador Simulado"
     state.settlements.append(
         ReportLine(
@@ -631,6 +643,63 @@ async def pix_refund(request: web.Request) -> web.Response:
     )
     await _notify(app, [_event("pix.refunded", dict(refund), now)])
     return web.json_response(refund, status=201)
+
+
+async def admin_return_payout(request: web.Request) -> web.Response:
+    """The receiving bank returns (part of) a settled PIX payout: a devolução with
+    its own id and endToEndId (`D...`), notified as `payout.returned` and listed
+    in the report as a REFUND under the payout's reference. Idempotent by id."""
+    app = request.app
+    state = app[STATE_KEY]
+    e2e, return_id = request.match_info["e2eid"], request.match_info["id"]
+    if not _RETURN_ID.fullmatch(return_id):
+        return web.json_response({"error": "id must be [a-zA-Z0-9]{1,35}"}, status=400)
+    payout = next((p for p in state.payouts.values() if p.end_to_end_id == e2e), None)
+    if payout is None:
+        return web.json_response({"error": "no PIX payout with that endToEndId"}, status=404)
+    try:
+        body = await request.json()
+    except ValueError:
+        body = None
+    amount = _amount(body) if isinstance(body, dict) else None
+    reason = body.get("reason", "MD06") if isinstance(body, dict) else None
+    if amount is None or reason not in RETURN_REASONS:
+        return web.json_response(
+            {"error": f"amount and a reason in {sorted(RETURN_REASONS)}"}, status=400
+        )
+    existing = payout.returns.get(return_id)
+    if existing is not None:
+        if existing["amount"] != amount:
+            return web.json_response({"error": "id reused with another amount"}, status=409)
+        return web.json_response(existing)
+    if payout.status != "SETTLED":
+        return web.json_response({"error": f"payout is {payout.status}"}, status=422)
+    if payout.refunded + amount > payout.amount:
+        left = payout.amount - payout.refunded
+        return web.json_response({"error": f"at most {left} can still be returned"}, status=422)
+    if len(payout.returns) >= MAX_RETURNS_PER_PAYOUT:
+        return web.json_response({"error": "too many returns"}, status=422)
+    now = _now(app)
+    ispb = str(payout.destination.get("ispb", ""))
+    ispb = ispb if ISPB.fullmatch(ispb) else PSP_ISPB
+    record = {
+        "id": return_id,
+        "rtr_id": "D" + end_to_end_id(ispb, now, _suffix())[1:],
+        "end_to_end_id": e2e,
+        "payout_id": payout.id,
+        "external_reference": payout.external_reference,
+        "amount": amount,
+        "reason": reason,
+        "status": "DEVOLVIDO",
+        "returned_at": now.isoformat(),
+    }
+    payout.returns[return_id] = record
+    payout.refunded += amount
+    state.settlements.append(
+        ReportLine(0, record["rtr_id"], payout.external_reference, amount, "BRL", "REFUND", now)
+    )
+    await _notify(app, [_event("payout.returned", dict(record), now)])
+    return web.json_response(record, status=201)
 
 
 # --- cards ----------------------------------------------------------------------------
@@ -863,4 +932,5 @@ def make_app() -> web.Application:
     r.add_post("/__admin/psp", admin_faults)
     r.add_post("/__admin/dict", admin_dict)
     r.add_post("/__admin/cob/{txid}/pay", admin_pay_cob)
+    r.add_post("/__admin/payouts/{e2eid}/devolucao/{id}", admin_return_payout)
     return app

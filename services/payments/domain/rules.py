@@ -89,6 +89,7 @@ def transfer_id(payment_id: uuid.UUID, purpose: str) -> uuid.UUID:
         "refund_reserve",
         "refund_post",
         "refund_void",
+        "return_credit",
     }
     return uuid.uuid5(_NAMESPACE, f"transfer\n{payment_id}\n{purpose}")
 
@@ -97,6 +98,12 @@ def refund_id_for(payment_id: uuid.UUID, idempotency_key: str) -> uuid.UUID:
     """One refund per (payment, request key): a retried RefundPayment repeats the
     same ledger transfers and the same PSP refund id instead of refunding twice."""
     return uuid.uuid5(_NAMESPACE, f"refund\n{payment_id}\n{idempotency_key}")
+
+
+def payout_return_id_for(payment_id: uuid.UUID, return_id: str) -> uuid.UUID:
+    """One wallet credit per devolução of a payout (the PSP's return id): every
+    notification of the same return re-sends the same ledger transfer id."""
+    return uuid.uuid5(_NAMESPACE, f"return\n{payment_id}\n{return_id}")
 
 
 def workflow_id(payment_id: uuid.UUID) -> str:

@@ -74,6 +74,29 @@ def is_terminal(state: State) -> bool:
     return state in TERMINAL
 
 
+class RefundExceedsError(ValueError):
+    """More than what is still refundable (the amount minus what went back)."""
+
+    def __init__(self, remaining: int) -> None:
+        super().__init__(f"at most {remaining} can still go back")
+        self.remaining = remaining
+
+
+def after_refund(current: State, amount: int, refunded: int, more: int) -> State:
+    """The state after `more` of a payment of `amount` goes back (our refund of an
+    inbound payment, or the receiver's return of a payout), `refunded` having gone
+    back before: REFUNDED once all of it did, else PARTIALLY_REFUNDED.
+    InvalidTransitionError when `current` cannot be refunded at all;
+    RefundExceedsError unless 0 < more <= amount - refunded."""
+    assert 0 <= refunded <= amount
+    target = State.REFUNDED if refunded + more == amount else State.PARTIALLY_REFUNDED
+    if not can_transition(current, State.PARTIALLY_REFUNDED):
+        raise InvalidTransitionError(current, target)
+    if not 0 < more <= amount - refunded:
+        raise RefundExceedsError(amount - refunded)
+    return transition(current, target)
+
+
 def cancellable(state: State, submitted: bool) -> bool:
     """Cancel works until the submission to the PSP has begun: once we have sent
     it we cannot know whether the PSP accepted, so the payment is no longer ours

@@ -5,6 +5,9 @@ ledger read-backs (through the ledger's own RPCs, never its tables)."""
 from __future__ import annotations
 
 import asyncio
+import base64
+import json
+import ssl
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -23,6 +26,7 @@ from fintech.payments.v1 import payments_pb2 as P
 from fintech.payments.v1 import payments_pb2_grpc
 from fintech.type.v1 import money_pb2
 from services.ledger.domain.chart import BANK_CASH, FEE_REVENUE, PSP_CLEARING
+from services.payments.domain import webhooks
 from services.platform.events import events_subject
 from tests.integration.ledger.ledger_it_support import L, LedgerClient, transfer
 from tests.support.events import publish_events
@@ -193,8 +197,30 @@ class Psp:
         data: dict[str, Any] = r.json()
         return data
 
+    async def return_payout(self, e2e: str, return_id: str, amount: int) -> httpx.Response:
+        """The receiving bank returns `amount` of the settled PIX payout `e2e`."""
+        return await self.http.post(
+            f"/__admin/payouts/{e2e}/devolucao/{return_id}", json={"amount": amount}
+        )
+
     async def close(self) -> None:
         await self.http.aclose()
+
+
+async def post_webhook(stack: Stack, event: dict[str, Any]) -> httpx.Response:
+    """`event` as the PSP would send it (HMAC-signed with the dev secret), through
+    Envoy: for what the simulator itself never sends (a misbehaving PSP)."""
+    secret = base64.b64decode((stack.secrets_dir / "webhook_hmac_secret").read_text().strip())
+    body = json.dumps(event).encode()
+    ts = int(time.time())
+    headers = {
+        "content-type": "application/json",
+        webhooks.TIMESTAMP_HEADER: str(ts),
+        webhooks.SIGNATURE_HEADER: webhooks.sign(secret, ts, body),
+    }
+    tls = ssl.create_default_context(cafile=str(stack.ca_file))
+    async with httpx.AsyncClient(base_url=stack.https_url, verify=tls, timeout=15) as c:
+        return await c.post("/v1/webhooks/psp", content=body, headers=headers)
 
 
 async def new_customers(stack: Stack, ledger: LedgerClient, n: int, fund: int) -> list[Customer]:

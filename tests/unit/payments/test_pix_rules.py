@@ -24,6 +24,7 @@ from services.payments.domain.rules import (
     limit_violation,
     night_of,
     payment_id_for,
+    payout_return_id_for,
     transfer_id,
 )
 
@@ -134,3 +135,18 @@ def test_fees_and_ids() -> None:
     assert a == payment_id_for("u1", "k1") != payment_id_for("u2", "k1")
     purposes = ("reserve", "reserve_fee", "post", "post_fee", "void", "void_fee", "on_us", "credit")
     assert len({transfer_id(a, p) for p in purposes}) == len(purposes)
+    # One credit per returned payout's devolução: the same id each time it is
+    # notified, another for another return or another payment.
+    r = payout_return_id_for(a, "D1")
+    assert r == payout_return_id_for(a, "D1")
+    assert (
+        len(
+            {
+                r,
+                payout_return_id_for(a, "D2"),
+                payout_return_id_for(payment_id_for("u2", "k1"), "D1"),
+            }
+        )
+        == 3
+    )
+    assert transfer_id(r, "return_credit") not in {transfer_id(a, p) for p in purposes}

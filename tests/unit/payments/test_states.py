@@ -10,7 +10,9 @@ from services.payments.domain.states import (
     TERMINAL,
     TRANSITIONS,
     InvalidTransitionError,
+    RefundExceedsError,
     State,
+    after_refund,
     can_transition,
     cancellable,
     is_terminal,
@@ -75,3 +77,42 @@ def test_terminal_states_have_no_exit_but_refunds() -> None:
         assert is_terminal(s)
         assert TRANSITIONS[s] <= {State.PARTIALLY_REFUNDED, State.REFUNDED}
     assert not is_terminal(State.PENDING) and not is_terminal(State.PROCESSING)
+
+
+@st.composite
+def _refunds(draw: st.DrawFn) -> tuple[int, int, int]:
+    amount = draw(st.integers(1, 10**13))
+    refunded = draw(st.integers(0, amount))
+    more = draw(st.one_of(st.integers(-2, amount - refunded + 2), st.integers(-(10**14), 10**14)))
+    return amount, refunded, more
+
+
+@given(states, _refunds())
+def test_refund_or_return_within_what_is_left(state: State, refund: tuple[int, int, int]) -> None:
+    # Both an inbound refund and a returned payout go through after_refund.
+    amount, refunded, more = refund
+    refundable = state in (State.SETTLED, State.PARTIALLY_REFUNDED)
+    if not refundable:
+        with pytest.raises(InvalidTransitionError):
+            after_refund(state, amount, refunded, more)
+    elif not 0 < more <= amount - refunded:
+        with pytest.raises(RefundExceedsError) as err:
+            after_refund(state, amount, refunded, more)
+        assert err.value.remaining == amount - refunded
+    else:
+        target = after_refund(state, amount, refunded, more)
+        assert (state.value, target.value) in DOCUMENTED
+        assert (target is State.REFUNDED) == (refunded + more == amount)
+
+
+def test_returns_until_nothing_is_left() -> None:
+    state, refunded = State.SETTLED, 0
+    for part, expected in ((30, State.PARTIALLY_REFUNDED), (50, State.PARTIALLY_REFUNDED)):
+        state = after_refund(state, 100, refunded, part)
+        refunded += part
+        assert state is expected
+    with pytest.raises(RefundExceedsError):
+        after_refund(state, 100, refunded, 21)  # 20 left
+    assert after_refund(state, 100, refunded, 20) is State.REFUNDED
+    with pytest.raises(InvalidTransitionError):
+        after_refund(State.REFUNDED, 100, 100, 1)

@@ -220,3 +220,62 @@ async def test_card_refund_is_idempotent_by_refund_id(psp: TestClient) -> None:
     assert first["refunded"] == again["refunded"] == 400
     too_much = await psp.post(url, json={"amount": 700, "refund_id": "r2"}, headers=h)
     assert too_much.status == 422
+
+
+async def test_receiver_returns_a_settled_payout_in_parts(
+    psp: TestClient, receiver: tuple[str, list[dict[str, Any]]]
+) -> None:
+    h = await _token(psp)
+    body = {
+        "external_reference": "payments/ret",
+        "method": "PIX",
+        "amount": 1000,
+        "pix_key": "ana@example.com",
+    }
+    payout = await (await psp.post("/v1/payouts", json=body, headers=h)).json()
+    e2e = payout["end_to_end_id"]
+    url = f"/__admin/payouts/{e2e}/devolucao"
+    await _wait_for(receiver[1], 2)  # processing, settled
+    assert (
+        await psp.post(f"/__admin/payouts/E{'0' * 31}/devolucao/d1", json={"amount": 1})
+    ).status == 404
+    assert (await psp.post(f"{url}/d-1", json={"amount": 1})).status == 400  # id [a-zA-Z0-9]
+    assert (await psp.post(f"{url}/d1", json={"amount": 1, "reason": "XX"})).status == 400
+    first = await psp.post(f"{url}/d1", json={"amount": 300})
+    assert first.status == 201
+    record = await first.json()
+    assert record["rtr_id"].startswith("D") and is_end_to_end_id("E" + record["rtr_id"][1:])
+    assert (record["end_to_end_id"], record["external_reference"]) == (e2e, "payments/ret")
+    again = await psp.post(f"{url}/d1", json={"amount": 300})  # a retry: no second return
+    assert again.status == 200 and (await again.json()) == record
+    assert (await psp.post(f"{url}/d1", json={"amount": 301})).status == 409
+    assert (await psp.post(f"{url}/d2", json={"amount": 701})).status == 422  # 700 left
+    assert (await psp.post(f"{url}/d2", json={"amount": 700, "reason": "FR01"})).status == 201
+    await _wait_for(receiver[1], 4)
+    returned = [e for e in receiver[1] if e["type"] == "payout.returned"]
+    assert [(e["data"]["id"], e["data"]["amount"]) for e in returned] == [("d1", 300), ("d2", 700)]
+    status = await (
+        await psp.get("/v1/payouts", params={"external_reference": "payments/ret"}, headers=h)
+    ).json()
+    [found] = status["payouts"]
+    assert found["status"] == "SETTLED" and found["returned"] == 1000
+    assert [r["id"] for r in found["returns"]] == ["d1", "d2"]
+    # The report lists each return as a REFUND under the payout's reference and
+    # still parses with the ledger's own parser.
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    day = (
+        datetime.fromisoformat(found["settled_at"])
+        .astimezone(ZoneInfo("America/Sao_Paulo"))
+        .date()
+        .isoformat()
+    )
+    report = await psp.get(f"/v1/settlements/{day}", params={"format": "json"}, headers=h)
+    lines = parse_report(await report.read(), ReportFormat.JSON, report_date=day)
+    assert [(ln.external_reference, ln.amount, ln.type) for ln in lines] == [
+        ("payments/ret", 1000, "PIX_OUT"),
+        ("payments/ret", 300, "REFUND"),
+        ("payments/ret", 700, "REFUND"),
+    ]
+    assert len({ln.psp_reference for ln in lines}) == 3
