@@ -13,7 +13,9 @@ not recorded yet): that event is retried (nak with backoff) until it is.
 The money needs nothing here: a failed payout's reservation is voided by
 payments, so the disbursed amount is in the wallet again; the loan stays FUNDED.
 There is no loan event message for a payout's outcome (loans_events.proto), so
-the history is where it is told.
+the history is where it is told. A settled payout the receiving bank returns
+(payment.refunded, a devolução) adds `loan.payout_returned`: payments credited
+the wallet, and the loan itself is unchanged (it was disbursed).
 """
 
 from __future__ import annotations
@@ -29,7 +31,12 @@ from services.platform.events import event_type_of, events_subject
 
 SETTLED = event_type_of(payments_events_pb2.PaymentSettled.DESCRIPTOR)
 FAILED = event_type_of(payments_events_pb2.PaymentFailed.DESCRIPTOR)
-CONSUMERS = {SETTLED: "loans_payout_settled", FAILED: "loans_payout_failed"}
+REFUNDED = event_type_of(payments_events_pb2.PaymentRefunded.DESCRIPTOR)
+CONSUMERS = {
+    SETTLED: "loans_payout_settled",
+    FAILED: "loans_payout_failed",
+    REFUNDED: "loans_payout_returned",
+}
 
 
 class PayoutNotRecordedError(Exception):
@@ -50,6 +57,8 @@ def _payment(event: Event) -> payments_pb2.Payment | None:
         return event.unpack(payments_events_pb2.PaymentSettled).payment
     if event.type == FAILED:
         return event.unpack(payments_events_pb2.PaymentFailed).payment
+    if event.type == REFUNDED:
+        return event.unpack(payments_events_pb2.PaymentRefunded).payment
     return None
 
 
@@ -63,6 +72,9 @@ async def apply_payment_event(conn: AsyncConnection, event: Event) -> None:
         if user and await store.user_has_payout_requesting(conn, user):
             raise PayoutNotRecordedError(f"{payment.name}: a payout of {payment.user} in flight")
         return  # not a loan's payout
+    if event.type == REFUNDED:
+        await _returned(conn, loan, payment)
+        return
     if loan.payout_state != "REQUESTED":
         return  # its outcome is recorded already
     settled = event.type == SETTLED
@@ -79,4 +91,27 @@ async def apply_payment_event(conn: AsyncConnection, event: Event) -> None:
         actor=events.SYSTEM_ACTOR,
         detail=detail,
         amount_minor=payment.amount.minor_units,
+    )
+
+
+async def _returned(
+    conn: AsyncConnection, loan: store.LoanRow, payment: payments_pb2.Payment
+) -> None:
+    """The receiving bank returned (part of) a settled payout (a devolução):
+    payments has credited the wallet; the history says how much came back.
+    Each refund event is its own entry (the consumer handles an event once);
+    the amount is what has come back so far, as the payment reports it."""
+    if loan.payout_state != "SETTLED":
+        # The three consumers run apart: a return can overtake the settlement
+        # it follows. Retried (nak with backoff) until that is recorded.
+        raise PayoutNotRecordedError(f"{payment.name}: returned before its settlement is recorded")
+    returned = payment.refunded_amount.minor_units
+    await events.history(
+        conn,
+        loan,
+        "loan.payout_returned",
+        actor=events.SYSTEM_ACTOR,
+        detail=f"{payment.name}: the receiving bank returned {returned} centavos so far;"
+        " the money is in the wallet",
+        amount_minor=returned,
     )

@@ -845,7 +845,7 @@ class PaymentsService:
                 pid = None
         # The row lock serialises every notification of returns of this payment.
         row = await store.get_payment(conn, pid, for_update=True) if pid else None
-        if await store.payout_return_recorded(conn, return_id):
+        if await store.payout_return_recorded(conn, e2e, return_id):
             return
         reason = ""
         target = None

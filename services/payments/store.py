@@ -487,10 +487,12 @@ async def record_webhook(
     return int(row.deliveries) == 1
 
 
-async def payout_return_recorded(conn: AsyncConnection, return_id: str) -> bool:
-    """Whether this return (devolução id) was already credited or refused."""
+async def payout_return_recorded(conn: AsyncConnection, end_to_end_id: str, return_id: str) -> bool:
+    """Whether this return (devolução id, unique within its payout's
+    endToEndId) was already credited or refused."""
     found = await conn.scalar(
-        text("SELECT 1 FROM payout_returns WHERE return_id = :id"), {"id": return_id}
+        text("SELECT 1 FROM payout_returns WHERE end_to_end_id = :e2e AND return_id = :id"),
+        {"e2e": end_to_end_id[:64], "id": return_id},
     )
     return found is not None
 
@@ -512,7 +514,7 @@ async def record_payout_return(
             text(
                 "INSERT INTO payout_returns (return_id, payment_id, end_to_end_id, amount, state,"
                 " reason, event_id) VALUES (:rid, :pid, :e2e, :amount, :state, :reason, :event)"
-                " ON CONFLICT (return_id) DO NOTHING RETURNING return_id"
+                " ON CONFLICT (end_to_end_id, return_id) DO NOTHING RETURNING return_id"
             ),
             {
                 "rid": return_id,

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 
 import grpc
 import pytest
@@ -98,7 +99,7 @@ def test_an_invalid_pix_key_is_refused_at_application(loans: LoansClient) -> Non
 
 async def test_payout_after_funding(
     stack: Stack, borrower: Borrower, loans: LoansClient, backoffice: LoansClient,
-    ledger: LedgerClient,
+    ledger: LedgerClient, psp: Psp,
 ) -> None:  # fmt: skip
     wallet = ledger.wallet(borrower.user)
     q = loans.simulate(PRINCIPAL, 3)
@@ -132,6 +133,19 @@ async def test_payout_after_funding(
     await redeliver(stack, payments_events_pb2.PaymentSettled(payment=payment))
     outcomes = [e.event_type for e in backoffice.events(loan.name) if e.event_type in OUTCOMES]
     assert outcomes == ["loan.payout_settled"]
+    assert loans.get(loan.name).state == loans_pb2.LOAN_STATE_FUNDED
+
+    # The receiving bank returns part of it (a devolução): payments credits the
+    # wallet, and the loan's history says so; the loan itself is unchanged.
+    before = ledger.net_credit(wallet)
+    returned = 10_00
+    return_id = f"DL{uuid.uuid4().hex[:20]}"  # [a-zA-Z0-9]{1,35}, unique per payout
+    answer = await psp.return_payout(payment.end_to_end_id, return_id, returned)
+    assert answer.status_code == 201, answer.text  # created at the receiving bank
+    history = wait_events(backoffice, loan.name, ("loan.payout_returned",))
+    [back] = [e for e in history if e.event_type == "loan.payout_returned"]
+    assert back.amount.minor_units == returned and payment_name in back.detail
+    assert ledger.net_credit(wallet) == before + returned
     assert loans.get(loan.name).state == loans_pb2.LOAN_STATE_FUNDED
 
     ledger.top_up(wallet, loans.payoff_quote(loan.name).payoff_amount.minor_units)

@@ -156,3 +156,20 @@ async def test_returned_payout_credits_once_per_return_then_refunded(
     await ledger.assert_verifies()
     # One payment.refunded per return, none for the repeats or the refusals.
     assert await events_about(stack.infra.nats_url, "payment.refunded", done.name) == 2
+
+
+async def test_a_return_id_is_unique_only_within_its_payout(
+    stack: Stack, ledger: LedgerClient, psp: Psp
+) -> None:
+    """API Pix names a devolução by its payout's endToEndId and its own id: two
+    receiving banks may pick the same id for two payouts, and each credits."""
+    customers = await new_customers(stack, ledger, 2, FUND)
+    same = _rid()
+    for c in customers:
+        done = await c.client.wait((await c.client.pay_pix(KNOWN_KEY, EMAIL, AMOUNT)).name)
+        assert done.state == P.PAYMENT_STATE_SETTLED, done
+        r = await psp.return_payout(done.end_to_end_id, same, FIRST)
+        assert r.status_code == 201, r.text
+        back = await c.client.wait(done.name, frozenset({P.PAYMENT_STATE_PARTIALLY_REFUNDED}), 30)
+        assert back.refunded_amount.minor_units == FIRST
+        assert await balances(ledger, c.wallet) == (AMOUNT, FUND + FIRST, 0, 0)
