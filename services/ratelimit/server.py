@@ -22,7 +22,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from redis.asyncio import Redis
 
-from services.platform.app import tune_gc
+from services.platform.gctune import tune_gc
 from services.platform.logs import configure_logging
 from services.platform.metrics import MetricsServer
 from services.platform.settings import Settings, SettingsError
