@@ -381,6 +381,22 @@ def _nats_spec(cfg: StackConfig) -> ProcessSpec:
     )
 
 
+# Write-ahead log instead of SQLite's default rollback journal: one fsync per
+# commit instead of several (0.7 against 1.2 ms a commit on this disk), and
+# readers do not block the writer. synchronous=FULL keeps every committed
+# history event durable. (Settled payouts/s rose about 10 % with it alone.)
+SQLITE_PRAGMAS = ("--sqlite-pragma", "journal_mode=wal", "--sqlite-pragma", "synchronous=FULL")
+# One task-queue partition (the default is four): each service runs one worker
+# process per queue, so every task is matched where its pollers are instead
+# of being forwarded between partitions.
+SINGLE_PARTITION = (
+    "--dynamic-config-value",
+    "matching.numTaskqueueReadPartitions=1",
+    "--dynamic-config-value",
+    "matching.numTaskqueueWritePartitions=1",
+)
+
+
 def _temporal_spec(cfg: StackConfig) -> ProcessSpec:
     port = cfg.ports["temporal"]
     argv = [
@@ -399,6 +415,8 @@ def _temporal_spec(cfg: StackConfig) -> ProcessSpec:
         str(cfg.ports["temporal_metrics"]),
         "--db-filename",
         str(cfg.state_dir / "temporal.db"),
+        *SQLITE_PRAGMAS,
+        *SINGLE_PARTITION,
         "--log-level",
         "warn",
     ]

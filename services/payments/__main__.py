@@ -12,13 +12,15 @@ from __future__ import annotations
 
 import base64
 import os
+import uuid
 
 import grpc
 
-from services.payments import api
+from services.payments import api, workflows
 from services.payments.ledger_gateway import LedgerGateway
 from services.payments.psp import PspClient
 from services.payments.service import PaymentsService
+from services.payments.starter import WorkflowStarter
 from services.payments.workflows import TASK_QUEUE, CardWorkflow, PaymentActivities, PayoutWorkflow
 from services.platform import temporal
 from services.platform.app import ServiceContext, run_service
@@ -45,7 +47,12 @@ async def setup(ctx: ServiceContext, server: grpc.aio.Server) -> list[str]:
     client = await temporal.connect(settings)
     wait_s = float(os.environ.get("FINTECH_PAYMENTS_SETTLEMENT_WAIT_S", "10"))
     assert 0.5 <= wait_s <= 3600, "FINTECH_PAYMENTS_SETTLEMENT_WAIT_S within 0.5..3600"
-    service = PaymentsService(ctx.db, cipher, ledger, psp, client, secret, settlement_wait_s=wait_s)
+
+    async def start(payment_id: uuid.UUID, method: str) -> None:
+        await workflows.start(client, workflows.workflow_for(method), payment_id, wait_s)
+
+    starter = WorkflowStarter(ctx.db, start)
+    service = PaymentsService(ctx.db, cipher, ledger, psp, client, secret, starter)
     activities = PaymentActivities(ctx.db, ledger, psp, cipher)
 
     async def worker() -> None:
@@ -58,6 +65,7 @@ async def setup(ctx: ServiceContext, server: grpc.aio.Server) -> list[str]:
         )
 
     ctx.add_background(worker)
+    ctx.add_background(starter.run)
     return api.register(server, service)
 
 

@@ -20,7 +20,7 @@ from temporalio.client import Client
 
 from fintech.ledger.v1 import ledger_pb2
 from services.brazil.documents import normalize_cnpj, normalize_cpf
-from services.payments import store, wire, workflows
+from services.payments import store, wire
 from services.payments.domain import brcode, webhooks
 from services.payments.domain.pix import KeyType, normalize_key, txid_for
 from services.payments.domain.rules import (
@@ -50,6 +50,7 @@ from services.payments.ledger_gateway import (
     Leg,
 )
 from services.payments.psp import PspClient, PspRejectedError
+from services.payments.starter import WorkflowStarter
 from services.platform import audit, pagination
 from services.platform.auth import Principal, current_principal, require_owner, require_role
 from services.platform.clock import OffsetClock
@@ -219,8 +220,8 @@ class PaymentsService:
         psp: PspClient,
         temporal: Client | None,
         webhook_secret: bytes,
+        starter: WorkflowStarter,
         *,
-        settlement_wait_s: float = 10.0,
         default_limits: Limits = DEFAULT_LIMITS,
     ) -> None:
         self._db = db
@@ -230,8 +231,8 @@ class PaymentsService:
         self._ledger = ledger
         self._psp = psp
         self._temporal = temporal
+        self._starter = starter
         self._webhook_secret = webhook_secret
-        self._settlement_wait_s = settlement_wait_s
         self._default_limits = default_limits
 
     # --- payments ----------------------------------------------------------------------
@@ -319,14 +320,11 @@ class PaymentsService:
                     {"method": data.method, "amount": data.amount},
                     performed_by,
                 )
-            # Started before our commit (the first activity waits for the row);
-            # the same id never starts a second workflow.
-            await workflows.start(
-                self._temporal,
-                workflows.PAYOUT_WORKFLOW if outbound else workflows.CARD_WORKFLOW,
-                payment_id,
-                self._settlement_wait_s,
-            )
+            # The workflow starts once this commits (starter.py; its sweep
+            # covers a start lost with the process); the same id never starts
+            # a second workflow.
+            method = data.method
+            self._db.after_commit(lambda: self._starter.submit(payment_id, method))
             steps = [] if existing is None else await store.steps_of(conn, payment_id)
         return row, steps
 

@@ -3,12 +3,15 @@
 `db.transaction()` joins the transaction already open in the current context
 (the idempotency interceptor opens one around the handler), so the effect, the
 outbox event, the audit row and the idempotency record commit together.
+`db.after_commit(callback)` runs a callback once that outermost transaction has
+committed (never after a rollback): for work that must see committed rows.
 """
 
 from __future__ import annotations
 
 import contextvars
-from collections.abc import AsyncIterator, Mapping
+import logging
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -18,11 +21,14 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 
 from services.platform.errors import unavailable
 
+log = logging.getLogger(__name__)
+
 MAX_POOL_SIZE = 50
 DEFAULT_POOL_SIZE = 10
 DEFAULT_STATEMENT_TIMEOUT_MS = 5_000
 MAX_STATEMENT_TIMEOUT_MS = 60_000
 POOL_TIMEOUT_SECONDS = 5.0
+MAX_AFTER_COMMIT_CALLBACKS = 1_000  # per transaction: a loop registering forever is a bug
 
 
 def sqlalchemy_url(url: str) -> str:
@@ -67,9 +73,24 @@ class Database:
         self._current: contextvars.ContextVar[AsyncConnection | None] = contextvars.ContextVar(
             f"fintech_db_tx_{id(self)}", default=None
         )
+        self._after_commit: contextvars.ContextVar[list[Callable[[], None]] | None] = (
+            contextvars.ContextVar(f"fintech_db_after_commit_{id(self)}", default=None)
+        )
 
     def current_connection(self) -> AsyncConnection | None:
         return self._current.get()
+
+    def after_commit(self, callback: Callable[[], None]) -> None:
+        """Run `callback` after the current (outermost) transaction commits.
+
+        Not run at all if it rolls back. Callbacks run in registration order,
+        synchronously, and must not raise (an error is logged, not re-raised:
+        the transaction has already committed, so the caller has succeeded).
+        """
+        callbacks = self._after_commit.get()
+        assert callbacks is not None, "after_commit outside a transaction"
+        assert len(callbacks) < MAX_AFTER_COMMIT_CALLBACKS, "too many after-commit callbacks"
+        callbacks.append(callback)
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncConnection]:
@@ -94,15 +115,24 @@ class Database:
             raise unavailable(
                 "DATABASE_UNAVAILABLE", "the database is not reachable; retry shortly"
             ) from exc
+        callbacks: list[Callable[[], None]] = []
         try:
             async with conn.begin():
                 token = self._current.set(conn)
+                pending = self._after_commit.set(callbacks)
                 try:
                     yield conn
                 finally:
+                    self._after_commit.reset(pending)
                     self._current.reset(token)
         finally:
             await conn.close()
+        # Reached only when the body returned and COMMIT succeeded.
+        for callback in callbacks:
+            try:
+                callback()
+            except Exception:
+                log.exception("after-commit callback failed")
 
     async def execute(
         self, statement: Executable, params: Mapping[str, Any] | None = None

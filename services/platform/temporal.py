@@ -9,7 +9,7 @@ from datetime import timedelta
 
 from temporalio.client import Client
 from temporalio.contrib.opentelemetry import TracingInterceptor
-from temporalio.worker import Worker
+from temporalio.worker import PollerBehaviorSimpleMaximum, Worker
 
 from services.platform.settings import Settings, SettingsError
 
@@ -18,6 +18,14 @@ log = logging.getLogger(__name__)
 MAX_CONCURRENT_ACTIVITIES = 100
 MAX_CONCURRENT_WORKFLOW_TASKS = 100
 DEFAULT_GRACEFUL_SHUTDOWN = timedelta(seconds=10)
+# Long polls held open per worker. With the SDK's default (5 workflow-task
+# polls, a fifth of them on the shared queue) one poll at a time took new
+# workflows' first tasks, and under a burst (50 KYC submissions at once) they
+# queued in Temporal for seconds. Half of 16 polls take first tasks, half
+# continue cached workflows.
+WORKFLOW_TASK_POLLS = 16
+NONSTICKY_TO_STICKY_POLL_RATIO = 0.5
+ACTIVITY_TASK_POLLS = 10
 CONNECT_TIMEOUT = timedelta(seconds=10)
 
 
@@ -58,6 +66,9 @@ def build_worker(
         max_concurrent_activities=max_concurrent_activities,
         max_concurrent_workflow_tasks=max_concurrent_workflow_tasks,
         graceful_shutdown_timeout=graceful_shutdown,
+        workflow_task_poller_behavior=PollerBehaviorSimpleMaximum(WORKFLOW_TASK_POLLS),
+        nonsticky_to_sticky_poll_ratio=NONSTICKY_TO_STICKY_POLL_RATIO,
+        activity_task_poller_behavior=PollerBehaviorSimpleMaximum(ACTIVITY_TASK_POLLS),
     )
 
 
