@@ -89,9 +89,11 @@ async def _step(name: str, *args: Any, retry: RetryPolicy) -> Any:
     trip through the Temporal server (its single history shard was the
     bottleneck: every regular activity costs four history writes, a local one
     a marker in the workflow task that is being completed anyway). When that
-    attempt fails (a dependency down, the row not yet visible), the same
-    activity runs as a regular one under `retry`, durable across worker
-    restarts. Every activity is safe to repeat, so the second run is harmless.
+    attempt fails (a dependency down), the same activity runs as a regular
+    one under `retry`, durable across worker restarts. Every activity is
+    re-entrant: run again after it took effect (a retry, or a workflow task
+    lost with its worker, which runs that task's local activities again), it
+    changes nothing twice and lets the workflow carry on (see `prepare`).
     A failed local activity surfaces as its ApplicationError in this SDK, a
     regular one as ActivityError; only the durable path's failure escapes.
     """
