@@ -36,7 +36,7 @@ with workflow.unsafe.imports_passed_through():
     from services.loans import events, store, terms
     from services.loans.clock import Clock, local_day
     from services.loans.domain import charges, state
-    from services.loans.domain.schedule import MIN_PRINCIPAL_MINOR, FeePolicy, QuoteError
+    from services.loans.domain.schedule import MIN_PRINCIPAL_MINOR, FeePolicy, QuoteError, redate
     from services.loans.ledger_gateway import (
         DEFAULTED,
         FEE_REVENUE,
@@ -352,10 +352,30 @@ class LoanActivities:
             row = await self._row(conn, loan_id)
             if row.state != "APPROVED":
                 return row.state
-            row = await store.update_loan(
-                conn, row.id, state=state.transition(row.state, "FUNDING")
+            # Funding posts exactly these terms, so they are dated by the day
+            # the money moves: a quote made before midnight (it lives 30
+            # minutes) may be approved after it, and its IOF days, first period
+            # and CET would count from the day before. (AcceptLoanOffer does
+            # the same for a counter-offer.)
+            quoted = terms.from_json(row.terms)
+            try:
+                contract = redate(quoted, today, self._fees)
+            except QuoteError:
+                # Only for terms out of policy already, which a quote never is:
+                # funding as quoted beats a loan stuck in APPROVED.
+                log.error("loan %s: its quote cannot be re-dated; funded as quoted", row.id)
+                contract = quoted
+            changes: dict[str, Any] = {"state": state.transition(row.state, "FUNDING")}
+            if contract != quoted:
+                changes["terms"] = terms.to_json(contract)
+            row = await store.update_loan(conn, row.id, **changes)
+            await events.transition(
+                conn,
+                row,
+                today,
+                actor=SYSTEM,
+                detail=f"funding started; terms dated {contract.disbursement_date}",
             )
-            await events.transition(conn, row, today, actor=SYSTEM, detail="funding started")
             return row.state
 
     # -- funding

@@ -279,3 +279,61 @@ def test_decline_at_decision_carries_risks_reasons(
         assert loan.HasField("close_time")
     finally:
         client.close()
+
+
+def test_a_quote_approved_outright_on_a_later_day_is_dated_the_day_it_is_funded(
+    stack: Stack,
+    borrower: Borrower,
+    loans: LoansClient,
+    backoffice: LoansClient,
+    ledger: LedgerClient,
+    clock: None,
+) -> None:
+    """A quote made just before midnight (it lives 30 minutes) and approved in
+    full just after: funding dates the contract by the day the money moves.
+    The loans test clock moves in whole days, so the test lengthens the stored
+    quote's life instead of waiting for midnight."""
+    q = loans.simulate(1_000_00, 6)
+    quote_id = q.name.removeprefix(wire.QUOTE_PREFIX)
+    admin_sql(
+        stack,
+        "UPDATE loans.quotes SET expire_at = now() + interval '2 days' WHERE id = %s",
+        (quote_id,),
+    )
+    [(quoted_day,)] = admin_sql(
+        stack, "SELECT disbursement_date FROM loans.quotes WHERE id = %s", (quote_id,)
+    )
+    set_clock_offset(stack, 1)
+    loan = loans.create(q.name)
+    funded = loans.wait_state(loan.name, {loans_pb2.LOAN_STATE_FUNDED})
+
+    day = quoted_day + timedelta(days=1)
+    quoted = terms.from_json(
+        admin_sql(stack, "SELECT terms FROM loans.quotes WHERE id = %s", (quote_id,))[0][0]
+    )
+    expected = quote(
+        principal=quoted.principal,
+        term_months=quoted.term_months,
+        system=quoted.system,
+        monthly_rate=quoted.monthly_rate,
+        disbursement_date=day,
+        first_due_date=quoted.first_due_date,  # still 15 to 60 days away: it stays
+        iof_mode=quoted.iof_mode,
+        fees=FeePolicy(),
+    )
+    assert expected.iof < quoted.iof  # one day fewer to every due date
+    want = wire.quote_message(expected, user_id=borrower.user_id)
+    assert funded.terms == want
+    assert [(i.due_date, i.amount, i.interest, i.amortization) for i in funded.installments] == [
+        (r.due_date, r.amount, r.interest, r.amortization) for r in want.schedule
+    ]
+    history = backoffice.events(loan.name)
+    [funded_event] = [e for e in history if e.event_type == "loan.funded"]
+    moved = {t.code: t for t in map(ledger.transfer, funded_event.ledger_transfers)}
+    assert moved["loan.iof"].amount.minor_units == expected.iof
+    assert moved["loan.funding"].amount.minor_units == expected.financed_amount
+    assert ledger.net_debit(funded.receivable_account) == expected.financed_amount
+
+    wallet = ledger.wallet(borrower.user)
+    ledger.top_up(wallet, loans.payoff_quote(loan.name).payoff_amount.minor_units)
+    assert loans.pay(loan.name, payoff=True).loan.state == loans_pb2.LOAN_STATE_PAID
