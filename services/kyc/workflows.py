@@ -52,6 +52,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from services.platform.db import Database
     from services.platform.errors import AppError
+    from services.platform.temporal import local_then_durable
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +76,6 @@ START_RETRY = RetryPolicy(
     maximum_attempts=10,
 )
 FINISH_RETRY = RetryPolicy(maximum_interval=timedelta(seconds=30), maximum_attempts=50)
-FAST_RETRY = RetryPolicy(maximum_attempts=1)
 MAX_STORED_HITS = 10
 
 
@@ -116,30 +116,19 @@ class KycWorkflow:
 
     async def _check(self, submission_id: str, check: str) -> str:
         """Fast path: one local attempt (the HTTP client already retried inside
-        it). Slow path, when that fails (provider down): a regular activity
-        with PROVIDER_RETRY, durable in the workflow's history, that waits out
-        the outage. The check's stored result makes a repeat cost no call."""
-        try:
-            fast: str = await workflow.execute_local_activity(
-                "kyc.check",
-                args=[submission_id, check],
-                start_to_close_timeout=CHECK_TIMEOUT,
-                retry_policy=FAST_RETRY,
-            )
-            return fast
-        except (ActivityError, ApplicationError):
-            # A failed local activity surfaces as its ApplicationError (this SDK
-            # version), a regular one as ActivityError: either way, the provider
-            # (or identity) is down and the durable path below waits it out.
-            pass
-        slow: str = await workflow.execute_activity(
+        it). Slow path, when that fails (provider or identity down): a regular
+        activity with PROVIDER_RETRY, durable in the workflow's history, that
+        waits out the outage. The check's stored result makes a repeat cost no
+        provider call."""
+        result: str = await local_then_durable(
             "kyc.check",
-            args=[submission_id, check],
-            start_to_close_timeout=CHECK_TIMEOUT,
-            schedule_to_close_timeout=PROCESS_DEADLINE,
-            retry_policy=PROVIDER_RETRY,
+            submission_id,
+            check,
+            start_to_close=CHECK_TIMEOUT,
+            retry=PROVIDER_RETRY,
+            deadline=PROCESS_DEADLINE,
         )
-        return slow
+        return result
 
 
 class KycActivities:

@@ -485,10 +485,9 @@ class LoansService:
                 raise failed_precondition(
                     "OFFER_INVALID", "the offer no longer fits the policy; simulate again"
                 ) from exc
-            changes: dict[str, Any] = {"state": state.transition(row.state, "FUNDING")}
-            if contract != offered:
-                changes["terms"] = terms.to_json(contract)
-            row = await store.update_loan(conn, row.id, **changes)
+            row = await store.update_loan(
+                conn, row.id, **funding_changes(row.state, offered, contract)
+            )
             await events.transition(
                 conn,
                 row,
@@ -713,6 +712,15 @@ class LoansService:
         return loans_pb2.ListLoanEventsResponse(
             loan_events=[wire.event_message(r) for r in rows[:limit]], next_page_token=next_token
         )
+
+
+def funding_changes(current: str, stored: QuoteTerms, contract: QuoteTerms) -> dict[str, Any]:
+    """The update that fixes a loan's contract as funding begins: the move to
+    FUNDING, and the re-dated terms when they differ from the stored ones."""
+    changes: dict[str, Any] = {"state": state.transition(current, "FUNDING")}
+    if contract != stored:
+        changes["terms"] = terms.to_json(contract)
+    return changes
 
 
 def counter_offer(contract: QuoteTerms, approved_minor: int, fees: FeePolicy) -> QuoteTerms:

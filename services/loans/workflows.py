@@ -55,6 +55,7 @@ with workflow.unsafe.imports_passed_through():
         LOAN_WORKFLOW,
         PIX_CONTEXT,
         counter_offer,
+        funding_changes,
         installment_rows,
         workflow_id,
     )
@@ -365,10 +366,9 @@ class LoanActivities:
                 # funding as quoted beats a loan stuck in APPROVED.
                 log.error("loan %s: its quote cannot be re-dated; funded as quoted", row.id)
                 contract = quoted
-            changes: dict[str, Any] = {"state": state.transition(row.state, "FUNDING")}
-            if contract != quoted:
-                changes["terms"] = terms.to_json(contract)
-            row = await store.update_loan(conn, row.id, **changes)
+            row = await store.update_loan(
+                conn, row.id, **funding_changes(row.state, quoted, contract)
+            )
             await events.transition(
                 conn,
                 row,

@@ -46,6 +46,7 @@ with workflow.unsafe.imports_passed_through():
     from services.platform.crypto import FieldCipher
     from services.platform.db import Database
     from services.platform.http_client import CircuitOpenError, ProviderError
+    from services.platform.temporal import local_then_durable
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +74,6 @@ PATIENT_RETRY = RetryPolicy(
     maximum_attempts=0,
     non_retryable_error_types=["PAYMENT_NOT_FOUND"],
 )
-FAST_RETRY = RetryPolicy(maximum_attempts=1)  # the local fast path: one try, then durable
 MAX_POLLS = 500  # with the interval capped at 5 min: ~40 h of waiting, then give up loudly
 MAX_POLL_INTERVAL_S = 300
 CHALLENGE_TIMEOUT = timedelta(minutes=15)
@@ -83,35 +83,9 @@ RESOLVED = ("SETTLED", "FAILED", "PARTIALLY_REFUNDED", "REFUNDED")
 
 
 async def _step(name: str, *args: Any, retry: RetryPolicy) -> Any:
-    """Run one activity: first as a local activity, then durably if that fails.
-
-    Fast path: one attempt as a local activity, in this worker, with no round
-    trip through the Temporal server (its single history shard was the
-    bottleneck: every regular activity costs four history writes, a local one
-    a marker in the workflow task that is being completed anyway). When that
-    attempt fails (a dependency down), the same activity runs as a regular
-    one under `retry`, durable across worker restarts. Every activity is
-    re-entrant: run again after it took effect (a retry, or a workflow task
-    lost with its worker, which runs that task's local activities again), it
-    changes nothing twice and lets the workflow carry on (see `prepare`).
-    A failed local activity surfaces as its ApplicationError in this SDK, a
-    regular one as ActivityError; only the durable path's failure escapes.
-    """
-    try:
-        return await workflow.execute_local_activity(
-            name,
-            args=list(args),
-            start_to_close_timeout=ACTIVITY_TIMEOUT,
-            retry_policy=FAST_RETRY,
-        )
-    except (ActivityError, ApplicationError):
-        pass
-    return await workflow.execute_activity(
-        name,
-        args=list(args),
-        start_to_close_timeout=ACTIVITY_TIMEOUT,
-        retry_policy=retry,
-    )
+    """One payment step, local first (every activity here is re-entrant: see
+    `prepare` and docs/PAYMENTS.md)."""
+    return await local_then_durable(name, *args, start_to_close=ACTIVITY_TIMEOUT, retry=retry)
 
 
 @dataclass

@@ -6,9 +6,13 @@ import asyncio
 import logging
 from collections.abc import Callable, Sequence
 from datetime import timedelta
+from typing import Any
 
+from temporalio import workflow
 from temporalio.client import Client
+from temporalio.common import RetryPolicy
 from temporalio.contrib.opentelemetry import TracingInterceptor
+from temporalio.exceptions import ActivityError, ApplicationError
 from temporalio.worker import PollerBehaviorSimpleMaximum, Worker
 
 from services.platform.settings import Settings, SettingsError
@@ -107,3 +111,47 @@ async def run_worker(
             log.info("shutting down temporal worker on %s", task_queue)
             await worker.shutdown()
             await asyncio.gather(runner, return_exceptions=True)
+
+
+ONE_LOCAL_ATTEMPT = RetryPolicy(maximum_attempts=1)
+
+
+async def local_then_durable(
+    name: str,
+    *args: Any,
+    start_to_close: timedelta,
+    retry: RetryPolicy,
+    deadline: timedelta | None = None,
+) -> Any:
+    """Workflow code: run activity `name` once as a local activity, then, if
+    that attempt fails, as a regular activity under `retry`.
+
+    A local activity runs in this worker with no round trip through the
+    Temporal server: its result is a marker in the workflow task being
+    completed anyway, where a regular activity costs four history writes (the
+    dev server's single history shard is what limited payments and KYC). The
+    regular activity that follows a failure is durable across worker restarts
+    and waits out an outage under `retry` (within `deadline`, if given).
+
+    The activity must be re-entrant: a workflow task lost with its worker runs
+    its local activities again, so a second run after the first took effect
+    must change nothing twice and let the workflow carry on. A failed local
+    activity surfaces as its ApplicationError in this SDK, a regular one as
+    ActivityError; only the durable run's failure reaches the caller.
+    """
+    try:
+        return await workflow.execute_local_activity(
+            name,
+            args=list(args),
+            start_to_close_timeout=start_to_close,
+            retry_policy=ONE_LOCAL_ATTEMPT,
+        )
+    except (ActivityError, ApplicationError):
+        pass
+    return await workflow.execute_activity(
+        name,
+        args=list(args),
+        start_to_close_timeout=start_to_close,
+        schedule_to_close_timeout=deadline,
+        retry_policy=retry,
+    )
