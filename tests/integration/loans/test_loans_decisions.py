@@ -17,7 +17,7 @@ import re
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from datetime import timedelta
+from datetime import date, timedelta
 
 import grpc
 import pytest
@@ -27,7 +27,7 @@ from temporalio.client import Client
 from devstack.stack import Stack
 from fintech.loans.v1 import loans_pb2
 from services.loans import terms, wire
-from services.loans.domain.schedule import MIN_FIRST_DUE_DAYS, FeePolicy, quote
+from services.loans.domain.schedule import MIN_FIRST_DUE_DAYS, FeePolicy, QuoteTerms, quote
 from services.loans.risk_gateway import (
     BAND_CACHE_PREFIX,
     BAND_CACHE_SECONDS,
@@ -82,6 +82,27 @@ def wide_band(stack: Stack) -> Iterator[Seed]:
         time.sleep(LOCAL_CACHE_SECONDS + 0.2)  # nor does the seeded band linger
 
 
+def _fresh_for(stored: QuoteTerms, day: date) -> QuoteTerms:
+    """The domain's own quote of the same contract disbursed on `day`, with the
+    stored first due date (the oracle for re-dated terms)."""
+    return quote(
+        principal=stored.principal,
+        term_months=stored.term_months,
+        system=stored.system,
+        monthly_rate=stored.monthly_rate,
+        disbursement_date=day,
+        first_due_date=stored.first_due_date,
+        iof_mode=stored.iof_mode,
+        fees=FeePolicy(),
+    )
+
+
+def _pay_off(loans: LoansClient, ledger: LedgerClient, borrower: Borrower, name: str) -> None:
+    """Pay the loan off, so later tests start with no open loan."""
+    ledger.top_up(ledger.wallet(borrower.user), loans.payoff_quote(name).payoff_amount.minor_units)
+    assert loans.pay(name, payoff=True).loan.state == loans_pb2.LOAN_STATE_PAID
+
+
 def test_counter_offer_accepted_is_funded_with_the_lower_amount(
     borrower: Borrower, loans: LoansClient, ledger: LedgerClient, wide_band: Seed
 ) -> None:
@@ -105,9 +126,7 @@ def test_counter_offer_accepted_is_funded_with_the_lower_amount(
     funded = loans.wait_state(loan.name, {loans_pb2.LOAN_STATE_FUNDED})
     assert ledger.net_debit(funded.receivable_account) == loan.terms.financed_amount.minor_units
 
-    wallet = ledger.wallet(borrower.user)
-    ledger.top_up(wallet, loans.payoff_quote(loan.name).payoff_amount.minor_units)
-    assert loans.pay(loan.name, payoff=True).loan.state == loans_pb2.LOAN_STATE_PAID
+    _pay_off(loans, ledger, borrower, loan.name)
 
 
 def test_counter_offer_accepted_days_later_is_dated_the_day_it_is_accepted(
@@ -141,16 +160,7 @@ def test_counter_offer_accepted_days_later_is_dated_the_day_it_is_accepted(
     day = quoted_day + timedelta(days=3)
     # The default first due date (a month out) is still in policy: it stays.
     assert (offered.first_due_date - day).days >= MIN_FIRST_DUE_DAYS
-    expected = quote(
-        principal=offered.principal,
-        term_months=offered.term_months,
-        system=offered.system,
-        monthly_rate=offered.monthly_rate,
-        disbursement_date=day,
-        first_due_date=offered.first_due_date,
-        iof_mode=offered.iof_mode,
-        fees=FeePolicy(),
-    )
+    expected = _fresh_for(offered, day)
     assert expected.iof < offered.iof  # three days fewer to every due date
     want = wire.quote_message(expected, user_id=borrower.user_id)
     assert accepted.terms == want  # the customer is shown what they accepted
@@ -174,9 +184,7 @@ def test_counter_offer_accepted_days_later_is_dated_the_day_it_is_accepted(
     assert moved["loan.fee"].amount.minor_units == expected.fees
     assert ledger.net_debit(funded.receivable_account) == expected.financed_amount
 
-    wallet = ledger.wallet(borrower.user)
-    ledger.top_up(wallet, loans.payoff_quote(loan.name).payoff_amount.minor_units)
-    assert loans.pay(loan.name, payoff=True).loan.state == loans_pb2.LOAN_STATE_PAID
+    _pay_off(loans, ledger, borrower, loan.name)
 
 
 def test_counter_offer_cancelled_moves_nothing(
@@ -311,16 +319,7 @@ def test_a_quote_approved_outright_on_a_later_day_is_dated_the_day_it_is_funded(
     quoted = terms.from_json(
         admin_sql(stack, "SELECT terms FROM loans.quotes WHERE id = %s", (quote_id,))[0][0]
     )
-    expected = quote(
-        principal=quoted.principal,
-        term_months=quoted.term_months,
-        system=quoted.system,
-        monthly_rate=quoted.monthly_rate,
-        disbursement_date=day,
-        first_due_date=quoted.first_due_date,  # still 15 to 60 days away: it stays
-        iof_mode=quoted.iof_mode,
-        fees=FeePolicy(),
-    )
+    expected = _fresh_for(quoted, day)  # its first due date is still in policy: kept
     assert expected.iof < quoted.iof  # one day fewer to every due date
     want = wire.quote_message(expected, user_id=borrower.user_id)
     assert funded.terms == want
@@ -334,6 +333,4 @@ def test_a_quote_approved_outright_on_a_later_day_is_dated_the_day_it_is_funded(
     assert moved["loan.funding"].amount.minor_units == expected.financed_amount
     assert ledger.net_debit(funded.receivable_account) == expected.financed_amount
 
-    wallet = ledger.wallet(borrower.user)
-    ledger.top_up(wallet, loans.payoff_quote(loan.name).payoff_amount.minor_units)
-    assert loans.pay(loan.name, payoff=True).loan.state == loans_pb2.LOAN_STATE_PAID
+    _pay_off(loans, ledger, borrower, loan.name)
