@@ -8,8 +8,12 @@ full_page_writes at their defaults; the `bench` profile does not relax them):
 3. transfers/s with one transfer per request from 64 concurrent clients;
 4. the same, every transfer debiting one hot account;
 5. p50/p99 latency of (3) at half its measured rate, open loop, each latency
-   taken from the request's scheduled start (no coordinated omission).
-Prints `name: value` lines, then the ratios (2)/(1), (3)/(1), (4)/(3).
+   taken from the request's scheduled start (no coordinated omission);
+6. the ceiling: (3)'s load against a do-nothing LedgerService in its own
+   process (bench/noop_ledger.py: decode, echo, no interceptors, no database),
+   what a Python gRPC server and this generator reach before any ledger work.
+Prints `name: value` lines, then the ratios (2)/(1), (3)/(1), (4)/(3), (6)/(1)
+and (3)/(6).
 
 Starts its own stack (profile `bench`, port base 12000, like edge_latency.py)
 unless LEDGER_BENCH_TARGET (host:port of a ledger), LEDGER_BENCH_SECRETS_DIR and
@@ -24,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import random
 import re
@@ -31,7 +36,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
@@ -358,6 +363,43 @@ async def ledger_phases(target: str, secrets_dir: Path, seconds: float) -> dict[
     return out
 
 
+@contextlib.contextmanager
+def noop_server() -> Iterator[str]:
+    """bench/noop_ledger.py in its own process; yields its target."""
+    proc = subprocess.Popen(
+        [sys.executable, str(Path(__file__).with_name("noop_ledger.py"))],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        port = int(proc.stdout.readline())
+        yield f"127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+async def noop_phase(target: str, secrets_dir: Path, seconds: float) -> float:
+    """(6): phase (3)'s load, one transfer per request, against the no-op server."""
+    ledger = Ledger.open(target, secrets_dir, CHANNELS)
+    rng = random.Random(7)
+    names = [f"accounts/{uuid.uuid4()}" for _ in range(ACCOUNTS)]
+    pairs = [tuple(rng.sample(names, 2)) for _ in range(4 * ACCOUNTS)]
+
+    async def single(worker: int) -> int:
+        debit, credit = pairs[rng.randrange(len(pairs))]
+        return await ledger.create_pairs([(debit, credit)], worker)
+
+    try:
+        await closed_loop(SINGLE_CLIENTS, WARMUP_SECONDS, single)
+        rps, errors = await closed_loop(SINGLE_CLIENTS, seconds, single)
+    finally:
+        await ledger.close()
+    assert errors == 0, errors
+    return rps
+
+
 def measure(target: str, secrets_dir: Path, admin_url: str, args: argparse.Namespace) -> None:
     tps, settings = pgbench_tps(admin_url, args.pgbench_seconds)
     for name, value in settings.items():
@@ -366,6 +408,8 @@ def measure(target: str, secrets_dir: Path, admin_url: str, args: argparse.Names
     print(f"pgbench_scale: {PGBENCH_SCALE}")
     print(f"pgbench_tpcb_tps: {tps:.0f}")
     results = asyncio.run(ledger_phases(target, secrets_dir, args.seconds))
+    with noop_server() as noop_target:
+        noop_rps = asyncio.run(noop_phase(noop_target, secrets_dir, args.seconds))
     print(f"ledger_batch_size: {BATCH}")
     print(f"ledger_batched_transfers_per_s: {results['batched_transfers_per_s']:.0f}")
     print(f"ledger_batched_errors: {results['batched_errors']:.0f}")
@@ -380,6 +424,7 @@ def measure(target: str, secrets_dir: Path, admin_url: str, args: argparse.Names
     print(f"ledger_half_rate_p50_ms: {results['half_rate_p50_ms']:.2f}")
     print(f"ledger_half_rate_p99_ms: {results['half_rate_p99_ms']:.2f}")
     print(f"ledger_verify_ok_after_load: {bool(results['verify_ok_after_load'])}")
+    print(f"noop_grpc_single_requests_per_s: {noop_rps:.0f}")
     batched_ratio = results["batched_transfers_per_s"] / tps
     single_ratio = results["single_transfers_per_s"] / tps
     hot_ratio = results["hot_account_transfers_per_s"] / max(
@@ -388,6 +433,10 @@ def measure(target: str, secrets_dir: Path, admin_url: str, args: argparse.Names
     print(f"ratio_batched_over_pgbench: {batched_ratio:.2f} (target >= 5)")
     print(f"ratio_single_over_pgbench: {single_ratio:.2f} (target >= 0.5)")
     print(f"ratio_hot_over_single: {hot_ratio:.2f} (target >= 0.5)")
+    # The ceiling: above 0.5 the single-transfer target is reachable in
+    # principle; below it no Python gRPC service reaches it on this machine.
+    print(f"ratio_noop_single_over_pgbench: {noop_rps / tps:.2f}")
+    print(f"ratio_single_over_noop: {results['single_transfers_per_s'] / noop_rps:.2f}")
 
 
 def main() -> int:

@@ -35,4 +35,6 @@ async def setup(ctx: ServiceContext, server: grpc.aio.Server) -> list[str]:
 
 
 if __name__ == "__main__":
-    run_service("ledger", setup)
+    # CreateTransfers stores its RPC idempotency record in the writer's batch
+    # transaction, with the transfers it answers for (see writer.py).
+    run_service("ledger", setup, own_record=[api.CREATE_TRANSFERS])

@@ -21,11 +21,15 @@ from services.ledger.domain.model import Balances, TransferResult
 from services.ledger.reconciliation_api import ReconciliationApi
 from services.ledger.service import LedgerService, result_error
 from services.ledger.views import AccountView, EntryView, posted_balance
+from services.ledger.writer import Recorded
 from services.platform.auth import current_principal
 from services.platform.db import Database
+from services.platform.idempotency import current_claim
 from services.platform.settings import Settings
 
 Context: TypeAlias = grpc.aio.ServicerContext[Any, Any]
+# Stores its idempotency record with its transfers (writer.py); see __main__.
+CREATE_TRANSFERS = "/fintech.ledger.v1.LedgerService/CreateTransfers"
 _ENTRY_DIRECTION = {"D": ledger_pb2.Entry.DIRECTION_DEBIT, "C": ledger_pb2.Entry.DIRECTION_CREDIT}
 _DISCREPANCY_KIND = {
     verification.BALANCE_MISMATCH: ledger_pb2.Discrepancy.KIND_BALANCE_MISMATCH,
@@ -83,7 +87,15 @@ class LedgerApi(ReconciliationApi):
         self, request: ledger_pb2.CreateTransfersRequest, context: Context
     ) -> ledger_pb2.CreateTransfersResponse:
         inputs = [wire.transfer_input(t) for t in request.transfers]
-        results = await self._service.create_transfers(inputs)
+        response = await self._service.create_transfers(
+            inputs, Recorded(current_claim(), self._transfers_response)
+        )
+        assert isinstance(response, ledger_pb2.CreateTransfersResponse), type(response)
+        return response
+
+    def _transfers_response(
+        self, results: list[TransferResult]
+    ) -> ledger_pb2.CreateTransfersResponse:
         return ledger_pb2.CreateTransfersResponse(
             results=[result_message(res, self._domain) for res in results]
         )

@@ -1,14 +1,12 @@
 """Ledger use cases between the API and the domain/store.
 
 Writes of money go through the single writer (writer.py); reads use the
-service's pool. RPC-level idempotency: CreateTransfers is `mutating`, so the
-platform interceptor opens a transaction and stores the response in
-`idempotency_keys`; the effect, however, commits in the writer's own
-transaction. That stored response is therefore only a cache over the real
-idempotency, the transfer ids: after a crash between the two commits a retry
-misses the cache, re-submits the same transfer ids and gets `replayed`
-results with the original transfers. The interceptor's transaction takes no
-lock the writer needs (only its advisory lock and its idempotency row).
+service's pool. RPC-level idempotency: CreateTransfers is `mutating`, and its
+idempotency record (the platform's `idempotency_keys` row, with the
+serialised response) is stored by the writer in the batch transaction that
+commits its transfers, so the stored answer and the effect commit together.
+The transfer ids are a second, finer idempotency: a retry with a new RPC key
+but the same transfer ids gets `replayed` results with the original transfers.
 """
 
 from __future__ import annotations
@@ -20,6 +18,7 @@ from datetime import datetime
 from typing import Generic, TypeVar
 
 import grpc
+from google.protobuf import message
 from sqlalchemy import text
 
 from fintech.events.v1 import ledger_events_pb2
@@ -40,7 +39,7 @@ from services.ledger.domain.validation import (
 )
 from services.ledger.verify import Report, verify
 from services.ledger.views import AccountView, EntryView
-from services.ledger.writer import LedgerWriter
+from services.ledger.writer import LedgerWriter, Recorded
 from services.platform import audit, outbox, pagination
 from services.platform.auth import Principal
 from services.platform.db import Database
@@ -110,7 +109,10 @@ class LedgerService:
 
     # -- transfers --------------------------------------------------------
 
-    async def create_transfers(self, inputs: Sequence[TransferInput]) -> list[TransferResult]:
+    async def create_transfers(
+        self, inputs: Sequence[TransferInput], recorded: Recorded
+    ) -> message.Message:
+        """Apply a request's transfers; returns `recorded.respond(results)`, stored with them."""
         if not inputs:
             raise invalid_argument(
                 r.BATCH_EMPTY, "transfers must not be empty", [("transfers", "empty")]
@@ -122,7 +124,7 @@ class LedgerService:
                 [("transfers", f"{len(inputs)} > {MAX_BATCH_TRANSFERS}")],
             )
         items = [parse_transfer(i, raw) for i, raw in enumerate(inputs)]
-        return await self._writer.submit(items)
+        return await self._writer.submit_recorded(items, recorded)
 
     async def get_transfer(self, name: str) -> TransferRecord:
         transfer_id = parse_name(name, TRANSFER_PREFIX)

@@ -36,6 +36,7 @@ from services.ledger.domain.model import (
     TransferRecord,
     TransferState,
 )
+from services.platform.idempotency import RECORD_COLUMNS, Record
 
 TRANSFER_COLUMNS = (
     "id, kind, debit_account_id, credit_account_id, amount, currency, pending_id,"
@@ -105,6 +106,18 @@ _COPY_OUTBOX = (
     ("uuid", "text", "text", "bytea", "bytea"),
 )
 _JSONB_VERSION = b"\x01"
+# RPC idempotency records (services.platform.idempotency) of the calls in a
+# batch: read and written under the journal-head lock, so no other writer
+# stores one for the same key in between.
+_IDEMPOTENCY = text(
+    "SELECT i.subject, i.method, i.key, i.request_hash, i.response, i.response_type"
+    " FROM idempotency_keys i JOIN unnest(CAST(:subjects AS text[]), CAST(:methods AS text[]),"
+    " CAST(:keys AS text[])) AS u(subject, method, key) USING (subject, method, key)"
+)
+_COPY_IDEMPOTENCY = (
+    f"COPY idempotency_keys ({', '.join(RECORD_COLUMNS)}) FROM STDIN (FORMAT BINARY)",
+    ("text", "text", "text", "bytea", "bytea", "text"),
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -273,6 +286,35 @@ async def write_applied(
             ),
         )
         await conn.execute(_SET_HEAD, {"head_seq": journal[-1].seq, "head_hash": journal[-1].hash})
+
+
+Scope = tuple[str, str, str]  # (subject, method, key)
+
+
+async def load_idempotency(
+    conn: AsyncConnection, scopes: Sequence[Scope]
+) -> dict[Scope, tuple[bytes, bytes, str]]:
+    """Stored records by scope: (request_hash, response, response_type)."""
+    if not scopes:
+        return {}
+    rows = await conn.execute(
+        _IDEMPOTENCY,
+        {
+            "subjects": [s[0] for s in scopes],
+            "methods": [s[1] for s in scopes],
+            "keys": [s[2] for s in scopes],
+        },
+    )
+    return {
+        (r.subject, r.method, r.key): (bytes(r.request_hash), bytes(r.response), r.response_type)
+        for r in rows
+    }
+
+
+async def insert_idempotency(conn: AsyncConnection, records: Sequence[Record]) -> None:
+    """Store the batch's RPC idempotency records (a key already stored fails the batch)."""
+    if records:
+        await _copy(conn, _COPY_IDEMPOTENCY, records)
 
 
 async def insert_outbox(

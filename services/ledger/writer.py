@@ -6,12 +6,17 @@ what is waiting (up to MAX_BATCH_TRANSFERS transfers), applies it in ONE
 transaction with a fixed number of statements, commits, and only then
 completes each caller's future: only acknowledged transfers exist.
 
-The writer has its own Database (connection pool) on purpose: mutating RPCs
-hold a pooled connection in the idempotency interceptor's transaction while
-they wait for the writer, so sharing that pool could starve the writer (all
-connections held by callers waiting for it). The interceptor's transaction
-holds only its advisory lock and, at the end, its idempotency row; the
-writer's locks (journal_head, accounts) are never taken there.
+CreateTransfers' RPC idempotency record (the platform's `idempotency_keys`
+row) is stored here too, in the batch transaction that commits the transfers
+it answers for (`Recorded`, services.platform.idempotency's `Claim`): a call
+costs no transaction of its own, and the stored answer and the effect commit
+or vanish together. Under the journal-head lock the batch reads the records
+of its calls' keys: a stored key is answered from its record (or
+ALREADY_EXISTS for a different request) and applies nothing; a key repeated
+within the batch is ABORTED (in flight), as the platform answers concurrent
+calls with one key.
+
+The writer has its own Database (connection pool), apart from the reads'.
 """
 
 from __future__ import annotations
@@ -20,10 +25,12 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from google.protobuf import message
 from prometheus_client import Histogram
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.ledger import events, store
 from services.ledger.domain import engine, journal
@@ -35,7 +42,9 @@ from services.ledger.domain.model import (
     TransferResult,
     TransferSpec,
 )
+from services.platform import idempotency
 from services.platform.db import Database
+from services.platform.errors import AppError
 from services.platform.logs import request_id_var
 from services.platform.tracing import current_trace_id, current_traceparent
 
@@ -46,6 +55,9 @@ MAX_EXPIRED_PER_BATCH = 1_000
 EXPIRY_INTERVAL_SECONDS = 1.0
 
 Items = Sequence[TransferSpec | Rejected]
+# What a job comes back with: results, the API's response (a recorded call),
+# an expiry count, or the error its caller gets.
+Outcome = list[TransferResult] | message.Message | int | AppError
 
 BATCH_TRANSFERS = Histogram(
     "ledger_writer_batch_transfers",
@@ -61,11 +73,22 @@ BATCH_SECONDS = Histogram(
 )
 
 
+@dataclass(frozen=True, slots=True)
+class Recorded:
+    """A call that stores its RPC idempotency record with its transfers."""
+
+    claim: idempotency.Claim
+    # Builds the API's response from the results; runs in the writer, before
+    # COMMIT, because the record holds the serialised response.
+    respond: Callable[[list[TransferResult]], message.Message]
+
+
 @dataclass(slots=True)
 class _Job:
     items: Items | None  # None: an expiry tick
     origin: events.Origin
-    future: asyncio.Future[list[TransferResult] | int] = field(repr=False)
+    future: asyncio.Future[Outcome] = field(repr=False)
+    recorded: Recorded | None = None
 
     @property
     def size(self) -> int:
@@ -97,20 +120,27 @@ class LedgerWriter:
         assert isinstance(result, list)
         return result
 
+    async def submit_recorded(self, items: Items, recorded: Recorded) -> message.Message:
+        """As `submit`, storing the call's idempotency record; returns the response."""
+        assert 0 < len(items) <= self.max_batch, len(items)
+        result = await self._enqueue(items, recorded)
+        assert isinstance(result, message.Message), type(result)
+        return result
+
     async def expire_due(self) -> int:
         """Expire due reservations (at most MAX_EXPIRED_PER_BATCH); returns how many."""
         result = await self._enqueue(None)
         assert isinstance(result, int)
         return result
 
-    async def _enqueue(self, items: Items | None) -> list[TransferResult] | int:
+    async def _enqueue(self, items: Items | None, recorded: Recorded | None = None) -> Outcome:
         loop = asyncio.get_running_loop()
         origin = events.Origin(
             trace_id=current_trace_id() or "",
             request_id=request_id_var.get() or "",
             traceparent=current_traceparent() or "",
         )
-        job = _Job(items, origin, loop.create_future())
+        job = _Job(items, origin, loop.create_future(), recorded)
         await self._queue.put(job)  # bounded: a full queue pushes back on callers
         return await job.future
 
@@ -169,12 +199,19 @@ class LedgerWriter:
         for job, outcome in zip(jobs, outcomes, strict=True):
             _complete(job, outcome)
 
-    async def _apply(self, jobs: list[_Job]) -> list[list[TransferResult] | int]:
+    async def _apply(self, jobs: list[_Job]) -> list[Outcome]:
         started = time.perf_counter()
-        specs = [i for job in jobs if job.items for i in job.items if isinstance(i, TransferSpec)]
         due_limit = MAX_EXPIRED_PER_BATCH if any(job.items is None for job in jobs) else 0
         async with self.db.separate_transaction() as conn:
             head = await store.lock_head(conn)
+            answered = await _answer_from_records(conn, jobs)
+            specs = [
+                i
+                for n, job in enumerate(jobs)
+                if job.items and n not in answered
+                for i in job.items
+                if isinstance(i, TransferSpec)
+            ]
             wanted: set[uuid.UUID] = {s.id for s in specs}
             wanted.update(s.pending_id for s in specs if s.pending_id is not None)
             transfers = await store.load_transfers(conn, wanted, due_limit=due_limit)
@@ -186,15 +223,22 @@ class LedgerWriter:
             accounts = await store.lock_accounts(conn, account_ids)
             loaded = time.perf_counter()
             ws = engine.WorkingSet(accounts, transfers, now=head.now, next_seq=head.seq + 1)
-            outcomes: list[list[TransferResult] | int] = []
+            outcomes: list[Outcome] = []
             origins: list[events.Origin] = []
+            records: list[idempotency.Record] = []
             due = [t.id for t in transfers.values() if t.expires_at and t.expires_at <= head.now]
-            for job in jobs:
+            for n, job in enumerate(jobs):
                 before = len(ws.applied)
-                if job.items is None:
+                if n in answered:
+                    outcomes.append(answered[n])
+                elif job.items is None:
                     outcomes.append(len(engine.expire(ws, sorted(due))))
-                else:
+                elif job.recorded is None:
                     outcomes.append(engine.apply_batch(ws, job.items))
+                else:
+                    response = job.recorded.respond(engine.apply_batch(ws, job.items))
+                    records.append(job.recorded.claim.row(response))
+                    outcomes.append(response)
                 origins.extend([job.origin] * (len(ws.applied) - before))
             prepared = self._prepare(head, ws, origins) if ws.applied else None
             applied_at = time.perf_counter()
@@ -203,6 +247,7 @@ class LedgerWriter:
                     conn, prepared.applied, prepared.accounts, prepared.journal
                 )
                 await store.insert_outbox(conn, prepared.outbox)
+            await store.insert_idempotency(conn, records)
             written = time.perf_counter()
         done = time.perf_counter()
         BATCH_TRANSFERS.observe(len(specs))
@@ -242,7 +287,36 @@ class _Prepared:
     outbox: list[tuple[uuid.UUID, str, str, bytes, str]]
 
 
-def _complete(job: _Job, outcome: list[TransferResult] | int) -> None:
+async def _answer_from_records(conn: AsyncConnection, jobs: list[_Job]) -> dict[int, Outcome]:
+    """Recorded jobs answered without applying anything, by position in `jobs`:
+    a stored key replays its record (or ALREADY_EXISTS), a key repeated within
+    the batch is in flight (ABORTED). Runs under the journal-head lock."""
+    claims = {n: job.recorded.claim for n, job in enumerate(jobs) if job.recorded is not None}
+    if not claims:
+        return {}
+    stored = await store.load_idempotency(conn, [c.scope for c in claims.values()])
+    answered: dict[int, Outcome] = {}
+    first: set[store.Scope] = set()
+    for n, claim in claims.items():
+        record = stored.get(claim.scope)
+        if record is not None:
+            try:
+                answered[n] = claim.replay(*record)
+            except AppError as exc:
+                answered[n] = exc
+        elif claim.scope in first:
+            answered[n] = idempotency.in_flight_error()
+        else:
+            first.add(claim.scope)
+    return answered
+
+
+def _complete(job: _Job, outcome: Outcome) -> None:
+    if isinstance(outcome, AppError):
+        _fail(job, outcome)
+        return
+    if job.recorded is not None:
+        job.recorded.claim.recorded = True  # committed with the batch, or replayed
     if not job.future.done():  # a caller that gave up (deadline) was cancelled
         job.future.set_result(outcome)
 

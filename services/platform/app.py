@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -100,10 +100,14 @@ class ServiceContext:
 Setup = Callable[[ServiceContext, grpc.aio.Server], Awaitable[list[str]]]
 
 
-def run_service(service: str, setup: Setup) -> None:
-    """Process entrypoint: settings from env, serve until SIGTERM/SIGINT."""
+def run_service(service: str, setup: Setup, *, own_record: Iterable[str] = ()) -> None:
+    """Process entrypoint: settings from env, serve until SIGTERM/SIGINT.
+
+    `own_record`: mutating methods whose handlers store their idempotency
+    record in their own transaction (services.platform.idempotency).
+    """
     settings = Settings.from_env(service)
-    asyncio.run(serve(settings, setup, install_signal_handlers=True))
+    asyncio.run(serve(settings, setup, install_signal_handlers=True, own_record=own_record))
 
 
 def build_interceptors(
@@ -111,6 +115,7 @@ def build_interceptors(
     verifier: TokenVerifier | None,
     db: Database | None,
     policy_lookup: PolicyLookup = policy_for,
+    own_record: Iterable[str] = (),
 ) -> list[grpc.aio.ServerInterceptor]:
     from services.platform.auth import AuthInterceptor
 
@@ -120,7 +125,7 @@ def build_interceptors(
         AuthInterceptor(verifier, policy_lookup),
     ]
     if db is not None:
-        chain.append(IdempotencyInterceptor(db, settings.db_schema, policy_lookup))
+        chain.append(IdempotencyInterceptor(db, settings.db_schema, policy_lookup, own_record))
     else:
         chain.append(_NoIdempotencyStore(policy_lookup))
     return chain
@@ -148,6 +153,7 @@ async def serve(
     policy_lookup: PolicyLookup = policy_for,
     on_ready: Callable[[int], None] | None = None,
     relay_config: RelayConfig | None = None,
+    own_record: Iterable[str] = (),
 ) -> None:
     """Serve until `stop` is set (or a signal arrives), then drain and close."""
     configure_logging(settings.service, settings.log_level)
@@ -184,7 +190,7 @@ async def serve(
                 )
 
         server = grpc.aio.server(
-            interceptors=build_interceptors(settings, verifier, ctx._db, policy_lookup),
+            interceptors=build_interceptors(settings, verifier, ctx._db, policy_lookup, own_record),
             maximum_concurrent_rpcs=MAX_CONCURRENT_RPCS,
             options=[
                 ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),

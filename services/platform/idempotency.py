@@ -5,12 +5,25 @@ For a mutating RPC it opens the transaction the handler joins through
 (subject, method, key), replays a stored response, rejects a reused key with
 a different request, and stores the response in the same transaction as the
 effect. A handler that fails rolls everything back, so a retry runs again.
+
+Some handlers commit their effect in a transaction of their own, not the
+caller's: the ledger's single writer applies many calls in one batch
+transaction (group commit). For such methods (`own_record`) the interceptor
+opens no transaction and takes no lock: it hands the handler a `Claim`, and
+the handler stores the record in the transaction that commits the effect,
+using `Claim.replay` and `Claim.row` so the semantics stay the platform's
+(replay, ALREADY_EXISTS on a different request, ABORTED while in flight).
+The handler must serialise the calls that could share a key (the ledger's
+writer does: one batch at a time, under its journal-head lock).
 """
 
 from __future__ import annotations
 
+import contextvars
 import hashlib
 import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from typing import Any
 
 import grpc
@@ -70,13 +83,83 @@ def validate_key(key: str | None) -> str:
     return key
 
 
+def replay_stored(
+    method: str, digest: bytes, stored_hash: bytes, response: bytes, response_type: str
+) -> message.Message:
+    """The stored first response for a repeated key, or ALREADY_EXISTS if the request differs."""
+    if stored_hash != digest:
+        raise errors.already_exists(
+            errors.IDEMPOTENCY_KEY_REUSED,
+            "idempotency-key was already used with a different request",
+        )
+    cls = output_class(method)
+    assert response_type == cls.DESCRIPTOR.full_name, response_type
+    return cls.FromString(response)
+
+
+# The columns of one idempotency_keys row, in table order (without created_at).
+RECORD_COLUMNS = ("subject", "method", "key", "request_hash", "response", "response_type")
+Record = tuple[str, str, str, bytes, bytes, str]
+
+
+@dataclass(slots=True)
+class Claim:
+    """A mutating call whose handler stores its idempotency record itself."""
+
+    subject: str
+    method: str
+    key: str
+    request_hash: bytes
+    # Set by the handler once its record is committed (or replayed): the
+    # interceptor checks it, so a handler that forgets to store fails loudly.
+    recorded: bool = field(default=False, compare=False)
+
+    @property
+    def scope(self) -> tuple[str, str, str]:
+        return (self.subject, self.method, self.key)
+
+    def replay(self, stored_hash: bytes, response: bytes, response_type: str) -> message.Message:
+        return replay_stored(self.method, self.request_hash, stored_hash, response, response_type)
+
+    def row(self, response: message.Message) -> Record:
+        """The record to store with the effect, in the same transaction."""
+        return (
+            self.subject,
+            self.method,
+            self.key,
+            self.request_hash,
+            response.SerializeToString(deterministic=True),
+            response.DESCRIPTOR.full_name,
+        )
+
+
+_claim: contextvars.ContextVar[Claim | None] = contextvars.ContextVar(
+    "fintech_idempotency_claim", default=None
+)
+
+
+def current_claim() -> Claim:
+    """The claim of the running call, for a handler of an `own_record` method."""
+    claim = _claim.get()
+    assert claim is not None, "not inside an own_record method's call"
+    return claim
+
+
 class IdempotencyInterceptor(AroundInterceptor):
     def __init__(
-        self, db: Database, namespace: str, policy_lookup: PolicyLookup = policy_for
+        self,
+        db: Database,
+        namespace: str,
+        policy_lookup: PolicyLookup = policy_for,
+        own_record: Iterable[str] = (),
     ) -> None:
         self.db = db
         self.namespace = namespace
         self.policy_lookup = policy_lookup
+        # Full method names whose handlers store their own record (see module doc).
+        self.own_record = frozenset(own_record)
+        for method in self.own_record:
+            assert self.policy_lookup(method).mutating, f"{method} is not mutating"
 
     def applies_to(self, method: str) -> bool:
         return self.policy_lookup(method).mutating
@@ -96,6 +179,10 @@ class IdempotencyInterceptor(AroundInterceptor):
         principal = optional_principal()
         subject = principal.subject if principal else ANONYMOUS
         digest = request_hash(request)
+        if method in self.own_record:
+            return await self._handler_records(
+                Claim(subject, method, key, digest), call_next, request
+            )
         scope = {"subject": subject, "method": method, "key": key}
         async with self.db.transaction() as conn:
             locked = await conn.scalar(
@@ -106,14 +193,13 @@ class IdempotencyInterceptor(AroundInterceptor):
                 raise in_flight_error()
             stored = (await conn.execute(_SELECT, scope)).first()
             if stored is not None:
-                if bytes(stored.request_hash) != digest:
-                    raise errors.already_exists(
-                        errors.IDEMPOTENCY_KEY_REUSED,
-                        "idempotency-key was already used with a different request",
-                    )
-                cls = output_class(method)
-                assert stored.response_type == cls.DESCRIPTOR.full_name, stored.response_type
-                return cls.FromString(bytes(stored.response))
+                return replay_stored(
+                    method,
+                    digest,
+                    bytes(stored.request_hash),
+                    bytes(stored.response),
+                    stored.response_type,
+                )
             response = await call_next(request)
             assert isinstance(response, message.Message), type(response)
             await conn.execute(
@@ -126,6 +212,18 @@ class IdempotencyInterceptor(AroundInterceptor):
                 },
             )
             return response
+
+    @staticmethod
+    async def _handler_records(claim: Claim, call_next: Next, request: Any) -> Any:
+        token = _claim.set(claim)
+        try:
+            response = await call_next(request)
+        finally:
+            _claim.reset(token)
+        # A handler that answered without storing (or replaying) its record
+        # would make the key unprotected: a bug, never a silent success.
+        assert claim.recorded, f"{claim.method} answered without storing its idempotency record"
+        return response
 
 
 def in_flight_error() -> errors.AppError:

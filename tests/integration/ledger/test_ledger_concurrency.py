@@ -91,6 +91,62 @@ async def test_same_rpc_key_from_ten_clients_answers_once(
     assert Balances.of(await ledger.account(wallet)).credits_posted == 77
 
 
+async def test_a_repeated_rpc_key_is_answered_from_the_record_stored_with_the_transfers(
+    ledger: LedgerClient,
+) -> None:
+    """The record is written in the writer's batch: a repeat gets the stored
+    answer byte for byte (`replayed` false, as first answered; a retry that
+    reached the writer again would say true), and a different request under
+    the key is refused without applying anything."""
+    source = (await ledger.source()).name
+    wallet = (await ledger.wallet()).name
+    first, other = transfer(source, wallet, 301), transfer(source, wallet, 302)
+    rpc_key = key()
+    answer = await ledger.create_transfers_raw([first], idempotency_key=rpc_key)
+    assert answer.results[0].transfer.name == first.name
+    assert not answer.results[0].replayed
+    again = await ledger.create_transfers_raw([first], idempotency_key=rpc_key)
+    assert again.SerializeToString(deterministic=True) == answer.SerializeToString(
+        deterministic=True
+    )
+    [refused] = await ledger.submit([other], idempotency_key=rpc_key)
+    assert refused.code == grpc.StatusCode.ALREADY_EXISTS, refused.error
+    assert refused.reason == "IDEMPOTENCY_KEY_REUSED", refused.error
+    assert await ledger.get_transfer(other.name) is None
+    assert Balances.of(await ledger.account(wallet)) == Balances(credits_posted=301)
+    # Under a fresh key the same transfer id is the (finer) idempotency.
+    [by_id] = await ledger.submit([first])
+    assert by_id.ok and by_id.replayed
+
+
+async def test_one_rpc_key_twice_in_one_writer_batch_applies_once(
+    stack: Stack, ledger: LedgerClient
+) -> None:
+    """Many calls with one key land in the same writer batches: the first is
+    applied and recorded, the others are ABORTED (in flight) or replay it."""
+    source = (await ledger.source()).name
+    wallet = (await ledger.wallet()).name
+    t = transfer(source, wallet, 88)
+    rpc_key = key()
+    cs = await clients(stack, CLIENTS)
+    try:
+        outcomes = [
+            o
+            for answers in await asyncio.gather(
+                *(cs[i % CLIENTS].submit([t], idempotency_key=rpc_key) for i in range(40))
+            )
+            for o in answers
+        ]
+    finally:
+        await close_all(cs)
+    aborted = [o for o in outcomes if o.code == grpc.StatusCode.ABORTED]
+    assert all(o.reason == "IDEMPOTENCY_REQUEST_IN_FLIGHT" for o in aborted), aborted
+    answered = [o for o in outcomes if o.code != grpc.StatusCode.ABORTED]
+    assert answered and all(o.ok and not o.replayed for o in answered), answered
+    assert len({o.transfer.SerializeToString() for o in answered if o.transfer}) == 1
+    assert Balances.of(await ledger.account(wallet)) == Balances(credits_posted=88)
+
+
 @pytest.mark.parametrize(
     ("field", "change"),
     [

@@ -65,17 +65,22 @@ def killable(stack: Stack) -> Iterator[KillableLedger]:
 
 
 async def answered(
-    client: LedgerClient, request: list[ledger_pb2.Transfer], failed_attempts: dict[str, int]
+    client: LedgerClient,
+    request: list[ledger_pb2.Transfer],
+    failed_attempts: dict[str, int],
+    rpc_key: str | None,
 ) -> ledger_pb2.CreateTransfersResponse:
     """Retry until the ledger answers (it is down or restarting meanwhile).
 
-    Each attempt has a fresh RPC idempotency key on purpose: only the fixed
-    transfer ids may keep a retry of a committed batch from applying twice.
+    With `rpc_key` None each attempt has a fresh RPC idempotency key: only the
+    fixed transfer ids may keep a retry of a committed batch from applying
+    twice. With a key, every attempt reuses it: the record stored in the
+    committed batch (or its absence, if the kill came first) must decide.
     """
     deadline = time.monotonic() + LOAD_DEADLINE_S
     while True:
         try:
-            return await client.create_transfers_raw(request, idempotency_key=key())
+            return await client.create_transfers_raw(request, idempotency_key=rpc_key or key())
         except grpc.aio.AioRpcError as exc:
             failed_attempts[exc.code().name] = failed_attempts.get(exc.code().name, 0) + 1
             # UNAVAILABLE: down; ABORTED: the ledger asks for a retry;
@@ -122,12 +127,13 @@ async def test_sigkill_mid_load_loses_nothing_and_doubles_nothing(
 
     progress = asyncio.Event()
 
-    async def run_lane(requests: list[list[ledger_pb2.Transfer]]) -> None:
+    async def run_lane(requests: list[list[ledger_pb2.Transfer]], keep_key: bool) -> None:
         nonlocal replayed
         client = LedgerClient(killable.target, stack.secrets_dir)
         try:
             for request in requests:
-                response = await answered(client, request, failed_attempts)
+                rpc_key = key() if keep_key else None
+                response = await answered(client, request, failed_attempts, rpc_key)
                 for t, result in zip(request, response.results, strict=True):
                     assert result.status.code == 0, (t.name, result.status)
                     replayed += result.replayed
@@ -149,7 +155,10 @@ async def test_sigkill_mid_load_loses_nothing_and_doubles_nothing(
             killable.start()
             await killable.wait_ready()
 
-    await asyncio.gather(*(run_lane(requests) for requests in plan), killer())
+    # Half the lanes retry under one RPC key, half under fresh ones.
+    await asyncio.gather(
+        *(run_lane(requests, lane % 2 == 0) for lane, requests in enumerate(plan)), killer()
+    )
 
     every_id = {t.name for requests in plan for request in requests for t in request}
     assert acknowledged == every_id

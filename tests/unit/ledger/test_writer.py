@@ -13,7 +13,7 @@ import pytest
 
 from services.ledger.domain.model import Rejected, TransferResult
 from services.ledger.domain.reasons import invalid
-from services.ledger.writer import LedgerWriter, _Job
+from services.ledger.writer import LedgerWriter, Outcome, _Job
 from services.platform.db import Database
 
 
@@ -27,9 +27,9 @@ class FakeWriter(LedgerWriter):
         super().__init__(Database("postgresql://fake@127.0.0.1:1/none"), max_batch=max_batch)
         self.batches: list[list[int]] = []
 
-    async def _apply(self, jobs: list[_Job]) -> list[list[TransferResult] | int]:
+    async def _apply(self, jobs: list[_Job]) -> list[Outcome]:
         self.batches.append([job.size for job in jobs])
-        outcomes: list[list[TransferResult] | int] = []
+        outcomes: list[Outcome] = []
         for job in jobs:
             assert job.items is not None
             if any(isinstance(i, Rejected) and i.failure.message == "boom" for i in job.items):
