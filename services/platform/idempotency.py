@@ -40,11 +40,11 @@ METADATA_KEY = "idempotency-key"
 KEY_PATTERN = re.compile(r"[A-Za-z0-9_.:\-]{1,128}")
 ANONYMOUS = "anonymous"
 
-_SELECT = text(
+SELECT_RECORD = text(
     "SELECT request_hash, response, response_type FROM idempotency_keys"
     " WHERE subject = :subject AND method = :method AND key = :key"
 )
-_INSERT = text(
+INSERT_RECORD = text(
     "INSERT INTO idempotency_keys (subject, method, key, request_hash, response, response_type)"
     " VALUES (:subject, :method, :key, :request_hash, :response, :response_type)"
 )
@@ -191,7 +191,7 @@ class IdempotencyInterceptor(AroundInterceptor):
             )
             if not locked:
                 raise in_flight_error()
-            stored = (await conn.execute(_SELECT, scope)).first()
+            stored = (await conn.execute(SELECT_RECORD, scope)).first()
             if stored is not None:
                 return replay_stored(
                     method,
@@ -203,7 +203,7 @@ class IdempotencyInterceptor(AroundInterceptor):
             response = await call_next(request)
             assert isinstance(response, message.Message), type(response)
             await conn.execute(
-                _INSERT,
+                INSERT_RECORD,
                 {
                     **scope,
                     "request_hash": digest,
