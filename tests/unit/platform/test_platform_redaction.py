@@ -6,8 +6,17 @@ import io
 import json
 import logging
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from services.platform.logs import JsonFormatter, configure_logging, request_id_var
-from services.platform.redaction import REDACTED, RedactingFilter, redact_text, redact_value
+from services.platform.redaction import (
+    REDACTED,
+    RedactingFilter,
+    _redact_all,
+    redact_text,
+    redact_value,
+)
 
 JWT = "eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiIxIn0.c2lnbmF0dXJl"
 
@@ -90,3 +99,31 @@ def test_filter_rewrites_record_for_other_handlers() -> None:
     assert RedactingFilter().filter(record)
     assert record.getMessage() == f"login {REDACTED}"
     assert JsonFormatter("svc").format(record).count(REDACTED) == 1
+
+
+# -- the fast path: text no pattern can match is returned without substituting --
+
+# Pieces that make (or nearly make) each pattern match, and the Unicode case
+# equivalents re's IGNORECASE honours (long s ~ "s", Kelvin sign ~ "k",
+# dotless i ~ "i"), written as escapes.
+_PIECES = st.sampled_from(
+    [
+        "123.456.789-09", "12345678909", "1234567890", "12.345.678/0001-95", "+55 11 91234-5678",
+        "+55 (11) 1234-567", "ana@example.com", "a@b", "eyJ", JWT, "Bearer x", "BASIC y",
+        "bearer", "password=", "PassWord: v", "pa\u017f\u017fword=x", "api_\u212aey=1",
+        "Author\u0131zation: z", "tok\u212an=t", "secret", "apikey", "/svc.v1.S/Method", "OK",
+        "\u0661\u0662\u0663\u0664\u0665\u0666\u0667\u0668\u0669\u0660\u0661", " ", "-", ".",
+    ]
+)  # fmt: skip
+_TEXT = st.lists(st.one_of(_PIECES, st.text(max_size=12)), max_size=8).map("".join)
+
+
+@settings(max_examples=600, deadline=None)
+@given(_TEXT)
+def test_fast_path_redacts_exactly_as_every_pattern_would(text: str) -> None:
+    assert redact_text(text) == _redact_all(text)
+
+
+def test_fast_path_keeps_plain_log_text_untouched() -> None:
+    for text in ("/fintech.ledger.v1.LedgerService/CreateTransfers", "OK", "12.345", ""):
+        assert redact_text(text) == text
