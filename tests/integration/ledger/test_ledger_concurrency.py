@@ -119,11 +119,12 @@ async def test_a_repeated_rpc_key_is_answered_from_the_record_stored_with_the_tr
     assert by_id.ok and by_id.replayed
 
 
-async def test_one_rpc_key_twice_in_one_writer_batch_applies_once(
+async def test_forty_concurrent_calls_with_one_rpc_key_apply_once(
     stack: Stack, ledger: LedgerClient
 ) -> None:
-    """Many calls with one key land in the same writer batches: the first is
-    applied and recorded, the others are ABORTED (in flight) or replay it."""
+    """Forty calls with one key at once, through the writer's batches: one is
+    applied and recorded; the others replay its record or, when they share
+    its batch, are ABORTED (in flight). Which of the two is a race."""
     source = (await ledger.source()).name
     wallet = (await ledger.wallet()).name
     t = transfer(source, wallet, 88)
