@@ -22,6 +22,19 @@ from services.payments.domain.rules import transfer_id
 from services.platform.errors import details_from_status
 
 CALL_TIMEOUT_S = 10.0
+RECONCILIATION_PAGE_SIZE = 1000  # the ledger's maximum page
+MAX_RECONCILIATION_ITEMS = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class AmountMismatch:
+    """A reference the PSP report and the ledger both hold, with different amounts."""
+
+    external_reference: str
+    report_minor: int
+    ledger_minor: int
+
+
 MAX_CACHED_WALLETS = 100_000
 # A reservation outlives any plausible settlement wait; if a payment were ever
 # abandoned, the ledger releases the funds by itself after this.
@@ -135,6 +148,34 @@ class LedgerGateway:
             if exc.code() in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.PERMISSION_DENIED):
                 return None
             raise
+
+    async def amount_mismatches(self, reconciliation: str, limit: int) -> list[AmountMismatch]:
+        """The run's AMOUNT_MISMATCH items (reference and both amounts), at most `limit`."""
+        assert 0 < limit <= MAX_RECONCILIATION_ITEMS
+        found: list[AmountMismatch] = []
+        token = ""
+        while len(found) < limit:
+            page = await self._stub.ListReconciliationItems(
+                L.ListReconciliationItemsRequest(
+                    parent=reconciliation,
+                    status=L.MATCH_STATUS_AMOUNT_MISMATCH,
+                    page_size=min(RECONCILIATION_PAGE_SIZE, limit - len(found)),
+                    page_token=token,
+                ),
+                timeout=CALL_TIMEOUT_S,
+            )
+            found.extend(
+                AmountMismatch(
+                    item.external_reference,
+                    item.report_amount.minor_units,
+                    item.ledger_amount.minor_units,
+                )
+                for item in page.items
+            )
+            token = page.next_page_token
+            if not token:
+                break
+        return found[:limit]
 
     async def reconcile(self, report_date: str, content: bytes, key: str) -> str:
         reply = await self._stub.CreateReconciliation(

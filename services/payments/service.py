@@ -951,6 +951,9 @@ class PaymentsService:
             raise unavailable("PSP_UNAVAILABLE", "the PSP report is unavailable") from exc
         key = "psp-report-" + hashlib.sha256(content).hexdigest()[:48]
         reconciliation = await self._ledger.reconcile(day.isoformat(), content, key)
+        # Amounts are the ledger's to compare (its run matched every reference
+        # and amount): its AMOUNT_MISMATCH items are read back for our payments.
+        amount_items = await self._ledger.amount_mismatches(reconciliation, MAX_MISMATCHES)
         lines = json.loads(content)["lines"]
         start = datetime.combine(day, dtime(0), tzinfo=SAO_PAULO)
         end = start + timedelta(days=1)
@@ -1017,6 +1020,30 @@ class PaymentsService:
                                 f"the PSP settled it; here it is {other.state}",
                             )
                         )
+            flagged = {m[0] for m in mismatches}
+            for item in amount_items:
+                payment = by_ref.get(item.external_reference)
+                if payment is None and item.external_reference.startswith(wire.PAYMENT_PREFIX):
+                    try:
+                        payment_id = uuid.UUID(item.external_reference[len(wire.PAYMENT_PREFIX) :])
+                    except ValueError:
+                        continue
+                    payment = await store.get_payment(conn, payment_id)
+                if payment is None:
+                    continue  # not a payment's reference: the ledger's run lists it
+                name = f"{wire.PAYMENT_PREFIX}{payment.id}"
+                if name in flagged:
+                    continue
+                flagged.add(name)
+                mismatches.append(
+                    (
+                        name,
+                        payment.state,
+                        "AMOUNT_DISAGREES",
+                        f"the PSP reports {item.report_minor} centavos,"
+                        f" the ledger holds {item.ledger_minor}",
+                    )
+                )
         return reconciliation, checked, mismatches[:MAX_MISMATCHES]
 
 

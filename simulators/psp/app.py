@@ -33,7 +33,7 @@ import ssl
 import string
 import time
 import uuid
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -97,6 +97,9 @@ class PspFaults:
     webhook_drop_rate: float = 0.0  # never arrives (the status query still knows)
     webhook_delay_ms: int = 0  # each webhook waits uniform(0, this): reorders them
     webhook_out_of_order_rate: float = 0.0  # final notification before "processing"
+    # Centavos added to every payout line of the settlement report: the PSP
+    # reporting an amount that is not what was paid out (reconciliation tests).
+    report_payout_skew: int = 0
     seed: int = 0
 
     @classmethod
@@ -825,8 +828,9 @@ async def settlement_report(request: web.Request) -> web.Response:
     fmt = request.query.get("format", "csv").upper()
     if fmt not in ("CSV", "JSON"):
         return _error(400, "BAD_REQUEST", "format csv or json")
+    skew = request.app[STATE_KEY].faults.report_payout_skew
     lines = [
-        ln
+        replace(ln, amount=ln.amount + skew) if skew and ln.type.endswith("_OUT") else ln
         for ln in request.app[STATE_KEY].settlements
         if ln.settled_at.astimezone(SAO_PAULO).date() == day
     ]

@@ -104,3 +104,38 @@ async def test_reconciliation_flags_payments_whose_state_disagrees(
     settled = await c.client.wait(lagging.name, deadline_s=60)
     assert settled.state == P.PAYMENT_STATE_SETTLED
     await ops.close()
+
+
+async def test_reconciliation_flags_a_payment_whose_amount_the_psp_reports_otherwise(
+    stack: Stack, ledger: LedgerClient, psp: Psp
+) -> None:
+    """The ledger's run compares amounts; ReconcilePayments reads its
+    AMOUNT_MISMATCH items back and names the payment."""
+    [c] = await new_customers(stack, ledger, 1, 100_000)
+    paid = await c.client.wait(
+        (await c.client.pay_pix("ana@example.com", P.PIX_KEY_TYPE_EMAIL, 13_00)).name
+    )
+    assert paid.state == P.PAYMENT_STATE_SETTLED
+    today = datetime.now(UTC).astimezone(ZoneInfo("America/Sao_Paulo")).date().isoformat()
+    ops = PaymentsClient(stack, "ops-1", roles=("backoffice",))
+    await psp.faults(report_payout_skew=7)  # the report says R$ 13,07 for each payout
+    try:
+        result = await ops.stub.ReconcilePayments(
+            P.ReconcilePaymentsRequest(report_date=today), metadata=ops.md(key()), timeout=60
+        )
+    finally:
+        await psp.faults()
+        await ops.close()
+    flagged = {m.payment: m for m in result.mismatches}
+    assert flagged[paid.name].match_status == "AMOUNT_DISAGREES", flagged.get(paid.name)
+    assert flagged[paid.name].state == P.PAYMENT_STATE_SETTLED
+    assert "1307" in flagged[paid.name].detail and "1300" in flagged[paid.name].detail
+    # The same report without the skew: the payment is not flagged.
+    ops = PaymentsClient(stack, "ops-1", roles=("backoffice",))
+    try:
+        again = await ops.stub.ReconcilePayments(
+            P.ReconcilePaymentsRequest(report_date=today), metadata=ops.md(key()), timeout=60
+        )
+    finally:
+        await ops.close()
+    assert paid.name not in {m.payment for m in again.mismatches}
