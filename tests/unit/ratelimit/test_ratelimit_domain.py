@@ -141,10 +141,13 @@ def test_window_key_is_bounded_whatever_the_value() -> None:
 )
 def test_reset_is_within_one_window_and_lands_on_its_end(now: float, unit: Unit) -> None:
     window = domain.window_for("d", [("k", "v")], Limit(1, unit, "k"), now)
-    assert 1 <= window.reset_after <= unit.seconds
-    # Just before the reset time it is still the same window.
+    # Just before the reset time it is still the same window (so the reset is
+    # never later than the window's end) ...
     later = domain.window_for("d", [("k", "v")], Limit(1, unit, "k"), now + window.reset_after - 1)
     assert later.key == window.key or window.reset_after == 1
+    # ... and at the reset time the next window has begun (never earlier).
+    after = domain.window_for("d", [("k", "v")], Limit(1, unit, "k"), now + window.reset_after)
+    assert after.key != window.key
 
 
 @given(

@@ -182,7 +182,11 @@ async def test_unknown_cnpj_generated_active_and_deterministic(receita: TestClie
         assert first == again
         assert first[0] == 200 and first[1]["cnpj"] == cnpj
         assert first[1]["situacao_cadastral"] == 2
-        assert 1 <= len(first[1]["qsa"]) <= 2
+        # Partners are distinct known people who together hold the capital.
+        partners = first[1]["qsa"]
+        assert partners and all(p["nome_socio"] for p in partners)
+        assert len({p["cnpj_cpf_do_socio"] for p in partners}) == len(partners)
+        assert sum(p["percentual_capital_social"] for p in partners) == pytest.approx(100, abs=0.02)
 
 
 async def test_cnpj_not_found_is_404(receita: TestClient) -> None:
