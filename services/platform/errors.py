@@ -31,6 +31,7 @@ TOKEN_REVOKED = "TOKEN_REVOKED"  # noqa: S105 - an error reason, not a secret
 PERMISSION_DENIED = "PERMISSION_DENIED"
 INTERNAL = "INTERNAL"
 AUTH_UNAVAILABLE = "AUTH_UNAVAILABLE"
+DEPENDENCY_UNAVAILABLE = "DEPENDENCY_UNAVAILABLE"
 
 
 class AppError(Exception):
@@ -115,6 +116,32 @@ def unauthenticated(reason: str, message: str) -> AppError:
 
 def unavailable(reason: str, message: str) -> AppError:
     return AppError(grpc.StatusCode.UNAVAILABLE, reason, message)
+
+
+# A downstream call that failed with one of these may succeed if tried again.
+TRANSIENT_DEPENDENCY_CODES = frozenset(
+    {
+        grpc.StatusCode.UNAVAILABLE,
+        grpc.StatusCode.DEADLINE_EXCEEDED,
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+        grpc.StatusCode.ABORTED,
+    }
+)
+
+
+def dependency_error(exc: grpc.aio.AioRpcError) -> AppError | None:
+    """A handler's downstream gRPC call failed and the handler let it through.
+
+    A transient failure is this call's UNAVAILABLE: the handler's transaction
+    rolled back and every call between our services carries an idempotency
+    key, so the client's retry is safe. Anything else (our request was
+    refused) is a bug here: None, and it stays INTERNAL.
+    """
+    if exc.code() not in TRANSIENT_DEPENDENCY_CODES:
+        return None
+    return unavailable(
+        DEPENDENCY_UNAVAILABLE, "a service this call needs is unavailable; retry shortly"
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,7 +11,7 @@ from typing import Any
 
 import grpc
 
-from services.platform.errors import AppError, internal_error
+from services.platform.errors import AppError, dependency_error, internal_error
 from services.platform.handlers import AroundInterceptor, Next, metadata_value
 from services.platform.logs import clean_request_id, request_id_var
 from services.platform.metrics import observe_rpc
@@ -49,7 +49,8 @@ class ErrorInterceptor(AroundInterceptor):
 
 
 class ObservabilityInterceptor(AroundInterceptor):
-    """Request id, one log line per RPC, and Prometheus counters/latency."""
+    """Request id, one log line per RPC, Prometheus counters/latency, and a
+    downstream call's transient failure reported as UNAVAILABLE (not INTERNAL)."""
 
     async def around(
         self,
@@ -64,7 +65,7 @@ class ObservabilityInterceptor(AroundInterceptor):
         code = grpc.StatusCode.OK
         reason = None
         try:
-            return await call_next(request)
+            return await _dependency_failures_as_unavailable(call_next, request)
         except AppError as exc:
             code, reason = exc.code, exc.reason
             raise
@@ -95,3 +96,17 @@ class ObservabilityInterceptor(AroundInterceptor):
                 },
             )
             request_id_var.reset(token)
+
+
+async def _dependency_failures_as_unavailable(call_next: Next, request: Any) -> Any:
+    """A transient failure of a downstream call the handler let through becomes
+    UNAVAILABLE `DEPENDENCY_UNAVAILABLE` (errors.dependency_error), so clients
+    retry instead of seeing INTERNAL; any other is left to become INTERNAL."""
+    try:
+        return await call_next(request)
+    except grpc.aio.AioRpcError as exc:
+        mapped = dependency_error(exc)
+        if mapped is None:
+            raise
+        log.warning("a downstream call failed: %s %s", exc.code().name, exc.details())
+        raise mapped from exc

@@ -112,3 +112,36 @@ async def test_streaming_responses_pass_through_and_fail_with_rich_status() -> N
     finally:
         await channel.close()
         await server.stop(None)
+
+
+async def test_a_transient_downstream_failure_is_unavailable_and_any_other_internal() -> None:
+    def downstream(code: grpc.StatusCode) -> grpc.aio.AioRpcError:
+        return grpc.aio.AioRpcError(code, grpc.aio.Metadata(), grpc.aio.Metadata(), "ledger said")
+
+    async def dependency_down(request: wrappers_pb2.StringValue, context: object) -> None:
+        raise downstream(grpc.StatusCode.UNAVAILABLE)
+
+    async def dependency_slow(request: wrappers_pb2.StringValue, context: object) -> None:
+        raise downstream(grpc.StatusCode.DEADLINE_EXCEEDED)
+
+    async def dependency_refused(request: wrappers_pb2.StringValue, context: object) -> None:
+        raise downstream(grpc.StatusCode.PERMISSION_DENIED)  # our bug: not retryable
+
+    server, channel = await start_server(
+        [ErrorInterceptor(DOMAIN), ObservabilityInterceptor()],
+        {"Echo": dependency_down, "Fail": dependency_slow, "Crash": dependency_refused},
+    )
+    try:
+        for method in ("Echo", "Fail"):
+            with pytest.raises(grpc.aio.AioRpcError) as failed:
+                await stub(channel, method)(wrappers_pb2.StringValue())
+            details = details_from_rpc_error(failed.value)
+            assert details.code is grpc.StatusCode.UNAVAILABLE, method
+            assert (details.reason, details.domain) == ("DEPENDENCY_UNAVAILABLE", DOMAIN)
+            assert "ledger said" not in str(failed.value)
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await stub(channel, "Crash")(wrappers_pb2.StringValue())
+        assert details_from_rpc_error(refused.value).code is grpc.StatusCode.INTERNAL
+    finally:
+        await channel.close()
+        await server.stop(None)
