@@ -118,7 +118,9 @@ class PayoutWorkflow:
         try:
             prep: dict[str, Any] = await _step("payments.prepare", pid, retry=START_RETRY)
         except ActivityError:
-            return "NOT_FOUND"  # the creating transaction rolled back: nothing to do
+            # No such payment. The workflow starts only after the payment has
+            # committed (starter.py), so this is a guard, not a race.
+            return "NOT_FOUND"
         if prep["outcome"] != "continue":
             return str(prep["outcome"])
         if prep["on_us"]:
@@ -189,7 +191,7 @@ class CardWorkflow:
         try:
             await _step("payments.prepare", pid, retry=START_RETRY)
         except ActivityError:
-            return "NOT_FOUND"
+            return "NOT_FOUND"  # as in PayoutWorkflow.run
         result: dict[str, Any] = await self._act("payments.card_authorize", pid)
         if result["outcome"] == "challenge":
             try:
