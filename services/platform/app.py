@@ -16,6 +16,7 @@ from typing import Any
 
 import grpc
 import nats
+import uvloop
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from nats.aio.client import Client as NatsClient
@@ -107,7 +108,10 @@ def run_service(service: str, setup: Setup, *, own_record: Iterable[str] = ()) -
     record in their own transaction (services.platform.idempotency).
     """
     settings = Settings.from_env(service)
-    asyncio.run(serve(settings, setup, install_signal_handlers=True, own_record=own_record))
+    # uvloop: the event loop's own work (callbacks, socket readiness for
+    # Postgres, Redis and NATS, timers) in C. Measured on the ledger under one
+    # transfer per request: ~25 % more requests/s for the same CPU (bench/README).
+    uvloop.run(serve(settings, setup, install_signal_handlers=True, own_record=own_record))
 
 
 def build_interceptors(
