@@ -16,6 +16,8 @@ from typing import Any
 import grpc
 
 Next = Callable[[Any], Awaitable[Any]]
+# Wrapped handlers kept per interceptor: far more than any service registers.
+MAX_WRAPPED_METHODS = 1_024
 
 # Response-streaming wrappers are async generators that yield nothing: the
 # responses go out through context.write inside `around`, while the
@@ -124,11 +126,29 @@ class AroundInterceptor(grpc.aio.ServerInterceptor):
         method = method_name(handler_call_details)
         if handler is None or not self.applies_to(method):
             return handler
+        # grpc.aio asks every interceptor on every call. The inner handler of a
+        # method is the same object each time (the servicer's, or the next
+        # interceptor's cached wrapper), so its wrapper is built once, not per
+        # call; a different inner handler is wrapped anew.
+        cache = self._wrapped_handlers()
+        cached = cache.get(method)
+        if cached is not None and cached[0] is handler:
+            return cached[1]
 
         async def bound(call_next: Next, request: Any, context: grpc.aio.ServicerContext) -> Any:
             return await self.around(method, handler, call_next, request, context)
 
-        return wrap_handler(handler, bound)
+        wrapped = wrap_handler(handler, bound)
+        if len(cache) < MAX_WRAPPED_METHODS:  # only registered methods get a handler
+            cache[method] = (handler, wrapped)
+        return wrapped
+
+    def _wrapped_handlers(self) -> dict[str, tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler]]:
+        # Created on first use: subclasses need not call a base __init__.
+        try:
+            return self.__dict__["_wrapped"]  # type: ignore[no-any-return]
+        except KeyError:
+            return self.__dict__.setdefault("_wrapped", {})  # type: ignore[no-any-return]
 
     @abc.abstractmethod
     async def around(
