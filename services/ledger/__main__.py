@@ -7,22 +7,15 @@ import grpc
 from services.ledger import api, events
 from services.ledger.service import LedgerService
 from services.ledger.writer import LedgerWriter
+from services.ledger.writer_connection import WriterConnection
 from services.platform.app import ServiceContext, run_service
 from services.platform.consumer import DurableConsumer
-from services.platform.db import Database
-
-# The writer's own pool (see writer.py): one connection in use, one spare for
-# the reconnect after a broken connection.
-WRITER_POOL_SIZE = 2
 
 
 async def setup(ctx: ServiceContext, server: grpc.aio.Server) -> list[str]:
     settings = ctx.settings
     assert settings.database_url, "the ledger needs FINTECH_DATABASE_URL"
-    writer_db = Database(
-        settings.database_url, pool_size=WRITER_POOL_SIZE, application_name="ledger-writer"
-    )
-    writer = LedgerWriter(writer_db)
+    writer = LedgerWriter(WriterConnection(settings.database_url))
     service = LedgerService(ctx.db, writer)
     api.register(server, ctx.db, service, settings)
     ctx.add_background(writer.run)

@@ -23,10 +23,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from psycopg import AsyncConnection as PgConnection
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncConnection
-
 from services.ledger.domain.journal import JournalRecord
 from services.ledger.domain.model import (
     AccountState,
@@ -36,6 +32,7 @@ from services.ledger.domain.model import (
     TransferRecord,
     TransferState,
 )
+from services.ledger.writer_connection import PgConnection
 from services.platform.idempotency import RECORD_COLUMNS, Record
 
 TRANSFER_COLUMNS = (
@@ -44,39 +41,36 @@ TRANSFER_COLUMNS = (
     " posted_amount, created_at, resolved_at, journal_seq"
 )
 
-_HEAD = text(
-    "SELECT seq, hash, now() AS now, current_schema() AS schema"
-    " FROM journal_head WHERE id FOR UPDATE"
-)
+_HEAD = "SELECT seq, hash, now(), current_schema() FROM journal_head WHERE id FOR UPDATE"
 # Ids the batch names plus, when asked, the oldest due reservations.
-_TRANSFERS = text(
-    f"SELECT {TRANSFER_COLUMNS} FROM transfers WHERE id = ANY(CAST(:ids AS uuid[]))"
+_TRANSFERS = (
+    f"SELECT {TRANSFER_COLUMNS} FROM transfers WHERE id = ANY(%s::uuid[])"
     f" UNION SELECT * FROM (SELECT {TRANSFER_COLUMNS} FROM transfers"
-    "  WHERE state = 'PENDING' AND expires_at <= now() ORDER BY expires_at LIMIT :due) d"
+    "  WHERE state = 'PENDING' AND expires_at <= now() ORDER BY expires_at LIMIT %s) d"
 )
 # Locks in id order: two ledger processes never deadlock on accounts.
-_ACCOUNTS = text(
+_ACCOUNTS = (
     "SELECT id, currency, debits_must_not_exceed_credits, credits_must_not_exceed_debits,"
-    " closed_at IS NOT NULL AS closed, debits_posted, credits_posted, debits_pending,"
-    " credits_pending FROM accounts WHERE id = ANY(CAST(:ids AS uuid[])) ORDER BY id FOR UPDATE"
+    " closed_at IS NOT NULL, debits_posted, credits_posted, debits_pending,"
+    " credits_pending FROM accounts WHERE id = ANY(%s::uuid[]) ORDER BY id FOR UPDATE"
 )
-_RESOLVE_TRANSFERS = text(
+_RESOLVE_TRANSFERS = (
     "UPDATE transfers t SET state = u.state, posted_amount = u.posted, resolved_at = u.resolved"
-    " FROM unnest(CAST(:id AS uuid[]), CAST(:state AS text[]), CAST(:posted AS bigint[]),"
-    " CAST(:resolved AS timestamptz[])) AS u(id, state, posted, resolved)"
+    " FROM unnest(%s::uuid[], %s::text[], %s::bigint[], %s::timestamptz[])"
+    " AS u(id, state, posted, resolved)"
     " WHERE t.id = u.id AND t.state = 'PENDING'"
 )
-_UPDATE_ACCOUNTS = text(
+_UPDATE_ACCOUNTS = (
     "UPDATE accounts a SET debits_posted = u.dp, credits_posted = u.cp,"
     " debits_pending = u.dpe, credits_pending = u.cpe"
-    " FROM unnest(CAST(:id AS uuid[]), CAST(:dp AS bigint[]), CAST(:cp AS bigint[]),"
-    " CAST(:dpe AS bigint[]), CAST(:cpe AS bigint[])) AS u(id, dp, cp, dpe, cpe)"
+    " FROM unnest(%s::uuid[], %s::bigint[], %s::bigint[], %s::bigint[], %s::bigint[])"
+    " AS u(id, dp, cp, dpe, cpe)"
     " WHERE a.id = u.id"
 )
-_SET_HEAD = text("UPDATE journal_head SET seq = :head_seq, hash = :head_hash WHERE id")
+_SET_HEAD = "UPDATE journal_head SET seq = %s, hash = %s WHERE id"
 # The platform's outbox row shape (services.platform.outbox), written in bulk by
 # COPY; the NOTIFY wakes this schema's relay at commit.
-_NOTIFY_OUTBOX = text("SELECT pg_notify('outbox_' || current_schema(), '')")
+_NOTIFY_OUTBOX = "SELECT pg_notify('outbox_' || current_schema(), '')"
 
 _COPY_TRANSFERS = (
     f"COPY transfers ({TRANSFER_COLUMNS}) FROM STDIN (FORMAT BINARY)",
@@ -109,15 +103,18 @@ _JSONB_VERSION = b"\x01"
 # RPC idempotency records (services.platform.idempotency) of the calls in a
 # batch: read and written under the journal-head lock, so no other writer
 # stores one for the same key in between.
-_IDEMPOTENCY = text(
+_IDEMPOTENCY = (
     "SELECT i.subject, i.method, i.key, i.request_hash, i.response, i.response_type"
-    " FROM idempotency_keys i JOIN unnest(CAST(:subjects AS text[]), CAST(:methods AS text[]),"
-    " CAST(:keys AS text[])) AS u(subject, method, key) USING (subject, method, key)"
+    " FROM idempotency_keys i JOIN unnest(%s::text[], %s::text[], %s::text[])"
+    " AS u(subject, method, key) USING (subject, method, key)"
 )
 _COPY_IDEMPOTENCY = (
     f"COPY idempotency_keys ({', '.join(RECORD_COLUMNS)}) FROM STDIN (FORMAT BINARY)",
     ("text", "text", "text", "bytea", "bytea", "text"),
 )
+
+Scope = tuple[str, str, str]  # (subject, method, key)
+StoredRecords = dict[Scope, tuple[bytes, bytes, str]]  # (request_hash, response, type)
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,61 +125,103 @@ class Head:
     schema: str
 
 
-async def lock_head(conn: AsyncConnection) -> Head:
-    row = (await conn.execute(_HEAD)).one()
-    return Head(int(row.seq), bytes(row.hash), row.now, row.schema)
+@dataclass(frozen=True, slots=True)
+class Loaded:
+    """What a batch reads under the journal-head lock, in one round trip."""
+
+    head: Head
+    records: StoredRecords
+    transfers: dict[uuid.UUID, TransferRecord]
 
 
-def transfer_from_row(row: Any) -> TransferRecord:
+async def load_batch(
+    conn: PgConnection,
+    scopes: Sequence[Scope],
+    transfer_ids: Iterable[uuid.UUID],
+    *,
+    due_limit: int,
+) -> Loaded:
+    """Lock the journal head, then read the calls' stored idempotency records
+    and the transfers the batch names (plus, when asked, the oldest due
+    reservations): one pipeline, executed in this order by the server, so the
+    reads happen under the lock."""
+    assert 0 <= due_limit <= 10_000
+    async with conn.pipeline():
+        head_cur = await conn.execute(_HEAD)
+        records_cur = (
+            await conn.execute(
+                _IDEMPOTENCY,
+                ([s[0] for s in scopes], [s[1] for s in scopes], [s[2] for s in scopes]),
+            )
+            if scopes
+            else None
+        )
+        transfers_cur = await conn.execute(_TRANSFERS, (array_literal(transfer_ids), due_limit))
+    seq, head_hash, now, schema = await _one(head_cur)
+    records: StoredRecords = {}
+    if records_cur is not None:
+        for (
+            subject,
+            method,
+            key,
+            request_hash,
+            response,
+            response_type,
+        ) in await records_cur.fetchall():
+            records[(subject, method, key)] = (bytes(request_hash), bytes(response), response_type)
+    transfers = {row[0]: transfer_from_row(row) for row in await transfers_cur.fetchall()}
+    return Loaded(Head(int(seq), bytes(head_hash), now, schema), records, transfers)
+
+
+async def _one(cur: Any) -> tuple[Any, ...]:
+    row = await cur.fetchone()
+    assert row is not None
+    return tuple(row)
+
+
+def transfer_from_row(row: Sequence[Any]) -> TransferRecord:
+    """A transfers row in TRANSFER_COLUMNS order (a tuple or an SQLAlchemy Row)."""
+    (
+        id_, kind, debit, credit, amount, currency, pending_id, timeout_seconds, expires_at,
+        linked, code, external_reference, description, state, posted_amount, created_at,
+        resolved_at, journal_seq,
+    ) = row  # fmt: skip
     return TransferRecord(
-        id=row.id,
-        kind=TransferKind(row.kind),
-        debit_account=row.debit_account_id,
-        credit_account=row.credit_account_id,
-        amount=int(row.amount),
-        currency=row.currency,
-        pending_id=row.pending_id,
-        timeout_seconds=int(row.timeout_seconds),
-        expires_at=row.expires_at,
-        linked=bool(row.linked),
-        code=row.code,
-        external_reference=row.external_reference,
-        description=row.description,
-        state=TransferState(row.state),
-        posted_amount=None if row.posted_amount is None else int(row.posted_amount),
-        created_at=row.created_at,
-        resolved_at=row.resolved_at,
-        journal_seq=int(row.journal_seq),
+        id=id_,
+        kind=TransferKind(kind),
+        debit_account=debit,
+        credit_account=credit,
+        amount=int(amount),
+        currency=currency,
+        pending_id=pending_id,
+        timeout_seconds=int(timeout_seconds),
+        expires_at=expires_at,
+        linked=bool(linked),
+        code=code,
+        external_reference=external_reference,
+        description=description,
+        state=TransferState(state),
+        posted_amount=None if posted_amount is None else int(posted_amount),
+        created_at=created_at,
+        resolved_at=resolved_at,
+        journal_seq=int(journal_seq),
     )
 
 
-async def load_transfers(
-    conn: AsyncConnection, ids: Iterable[uuid.UUID], *, due_limit: int
-) -> dict[uuid.UUID, TransferRecord]:
-    assert 0 <= due_limit <= 10_000
-    rows = (await conn.execute(_TRANSFERS, {"ids": array_literal(ids), "due": due_limit})).all()
-    return {row.id: transfer_from_row(row) for row in rows}
-
-
 async def lock_accounts(
-    conn: AsyncConnection, ids: Iterable[uuid.UUID]
+    conn: PgConnection, ids: Iterable[uuid.UUID]
 ) -> dict[uuid.UUID, AccountState]:
-    rows = (await conn.execute(_ACCOUNTS, {"ids": array_literal(sorted(set(ids)))})).all()
+    cur = await conn.execute(_ACCOUNTS, (array_literal(sorted(set(ids))),))
     return {
-        row.id: AccountState(
-            id=row.id,
-            currency=row.currency,
-            debits_must_not_exceed_credits=row.debits_must_not_exceed_credits,
-            credits_must_not_exceed_debits=row.credits_must_not_exceed_debits,
-            closed=row.closed,
-            balances=Balances(
-                int(row.debits_posted),
-                int(row.credits_posted),
-                int(row.debits_pending),
-                int(row.credits_pending),
-            ),
+        id_: AccountState(
+            id=id_,
+            currency=currency,
+            debits_must_not_exceed_credits=dmnec,
+            credits_must_not_exceed_debits=cmned,
+            closed=closed,
+            balances=Balances(int(dp), int(cp), int(dpe), int(cpe)),
         )
-        for row in rows
+        for id_, currency, dmnec, cmned, closed, dp, cp, dpe, cpe in await cur.fetchall()
     }
 
 
@@ -192,31 +231,27 @@ def array_literal(values: Iterable[object]) -> str:
     return "{" + ",".join(map(str, values)) + "}"
 
 
-async def _driver(conn: AsyncConnection) -> PgConnection[Any]:
-    """The psycopg connection under SQLAlchemy's, in the same transaction (for COPY)."""
-    raw = await conn.get_raw_connection()
-    driver = raw.driver_connection
-    assert isinstance(driver, PgConnection), type(driver)
-    return driver
-
-
 async def _copy(
-    conn: AsyncConnection, spec: tuple[str, tuple[str, ...]], rows: Iterable[tuple[Any, ...]]
+    conn: PgConnection, spec: tuple[str, tuple[str, ...]], rows: Iterable[tuple[Any, ...]]
 ) -> None:
     statement, types = spec
-    async with (await _driver(conn)).cursor() as cur, cur.copy(statement) as copy:
+    async with conn.cursor() as cur, cur.copy(statement) as copy:
         copy.set_types(list(types))
         for row in rows:
             await copy.write_row(row)
 
 
-async def write_applied(
-    conn: AsyncConnection,
+async def write_batch(
+    conn: PgConnection,
     applied: Sequence[Applied],
     accounts: Sequence[AccountState],
     journal: Sequence[JournalRecord],
+    outbox: Sequence[tuple[uuid.UUID, str, str, bytes, str]],
+    records: Sequence[Record],
 ) -> None:
-    """Bulk-write one batch's effects: transfers, resolutions, entries, balances, journal."""
+    """Bulk-write one batch: transfers, entries, journal, outbox events and RPC
+    idempotency records by COPY (one each), then the resolutions, balances,
+    journal head and the relay's NOTIFY as one pipeline."""
     assert len(applied) == len(journal)
     created = [a.transfer for a in applied if not a.expiry]
     resolved = [a.resolved for a in applied if a.resolved is not None]
@@ -235,19 +270,6 @@ async def write_applied(
                 for t in created
             ),
         )  # fmt: skip
-    if resolved:
-        result = await conn.execute(
-            _RESOLVE_TRANSFERS,
-            {
-                "id": [t.id for t in resolved],
-                "state": [t.state.value for t in resolved],
-                "posted": [t.posted_amount for t in resolved],
-                "resolved": [t.resolved_at for t in resolved],
-            },
-        )
-        # Every resolution found its reservation still PENDING: the engine and
-        # the table agree (the journal_head lock serialises writers).
-        assert result.rowcount == len(resolved), (result.rowcount, len(resolved))
     entries = [e for a in applied for e in a.entries]
     if entries:
         await _copy(
@@ -263,17 +285,6 @@ async def write_applied(
                 for e in entries
             ),
         )  # fmt: skip
-    if accounts:
-        await conn.execute(
-            _UPDATE_ACCOUNTS,
-            {
-                "id": array_literal(a.id for a in accounts),
-                "dp": array_literal(a.balances.debits_posted for a in accounts),
-                "cp": array_literal(a.balances.credits_posted for a in accounts),
-                "dpe": array_literal(a.balances.debits_pending for a in accounts),
-                "cpe": array_literal(a.balances.credits_pending for a in accounts),
-            },
-        )
     if journal:
         await _copy(
             conn,
@@ -285,51 +296,50 @@ async def write_applied(
                 for op, j in zip(applied, journal, strict=True)
             ),
         )
-        await conn.execute(_SET_HEAD, {"head_seq": journal[-1].seq, "head_hash": journal[-1].hash})
-
-
-Scope = tuple[str, str, str]  # (subject, method, key)
-
-
-async def load_idempotency(
-    conn: AsyncConnection, scopes: Sequence[Scope]
-) -> dict[Scope, tuple[bytes, bytes, str]]:
-    """Stored records by scope: (request_hash, response, response_type)."""
-    if not scopes:
-        return {}
-    rows = await conn.execute(
-        _IDEMPOTENCY,
-        {
-            "subjects": [s[0] for s in scopes],
-            "methods": [s[1] for s in scopes],
-            "keys": [s[2] for s in scopes],
-        },
-    )
-    return {
-        (r.subject, r.method, r.key): (bytes(r.request_hash), bytes(r.response), r.response_type)
-        for r in rows
-    }
-
-
-async def insert_idempotency(conn: AsyncConnection, records: Sequence[Record]) -> None:
-    """Store the batch's RPC idempotency records (a key already stored fails the batch)."""
+    if outbox:
+        await _copy(
+            conn,
+            _COPY_OUTBOX,
+            (
+                (event_id, subject, kind, payload, _JSONB_VERSION + headers.encode())
+                for event_id, subject, kind, payload, headers in outbox
+            ),
+        )
     if records:
+        # A key already stored fails the batch (its primary key).
         await _copy(conn, _COPY_IDEMPOTENCY, records)
-
-
-async def insert_outbox(
-    conn: AsyncConnection,
-    rows: Sequence[tuple[uuid.UUID, str, str, bytes, str]],
-) -> None:
-    """(id, subject, type, envelope bytes, headers JSON) rows: one COPY, one NOTIFY."""
-    if not rows:
+    if not (resolved or accounts or journal or outbox):
         return
-    await _copy(
-        conn,
-        _COPY_OUTBOX,
-        (
-            (event_id, subject, kind, payload, _JSONB_VERSION + headers.encode())
-            for event_id, subject, kind, payload, headers in rows
-        ),
-    )
-    await conn.execute(_NOTIFY_OUTBOX)
+    async with conn.pipeline():
+        resolve_cur = (
+            await conn.execute(
+                _RESOLVE_TRANSFERS,
+                (
+                    [t.id for t in resolved],
+                    [t.state.value for t in resolved],
+                    [t.posted_amount for t in resolved],
+                    [t.resolved_at for t in resolved],
+                ),
+            )
+            if resolved
+            else None
+        )
+        if accounts:
+            await conn.execute(
+                _UPDATE_ACCOUNTS,
+                (
+                    array_literal(a.id for a in accounts),
+                    array_literal(a.balances.debits_posted for a in accounts),
+                    array_literal(a.balances.credits_posted for a in accounts),
+                    array_literal(a.balances.debits_pending for a in accounts),
+                    array_literal(a.balances.credits_pending for a in accounts),
+                ),
+            )
+        if journal:
+            await conn.execute(_SET_HEAD, (journal[-1].seq, journal[-1].hash))
+        if outbox:
+            await conn.execute(_NOTIFY_OUTBOX)
+    if resolve_cur is not None:
+        # Every resolution found its reservation still PENDING: the engine and
+        # the table agree (the journal_head lock serialises writers).
+        assert resolve_cur.rowcount == len(resolved), (resolve_cur.rowcount, len(resolved))

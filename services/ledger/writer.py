@@ -16,7 +16,8 @@ ALREADY_EXISTS for a different request) and applies nothing; a key repeated
 within the batch is ABORTED (in flight), as the platform answers concurrent
 calls with one key.
 
-The writer has its own Database (connection pool), apart from the reads'.
+The writer has its own connection (writer_connection.py: raw psycopg, no
+pool), apart from the reads' Database.
 """
 
 from __future__ import annotations
@@ -30,7 +31,6 @@ from dataclasses import dataclass, field
 
 from google.protobuf import message
 from prometheus_client import Histogram
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.ledger import events, store
 from services.ledger.domain import engine, journal
@@ -42,8 +42,8 @@ from services.ledger.domain.model import (
     TransferResult,
     TransferSpec,
 )
+from services.ledger.writer_connection import WriterConnection
 from services.platform import idempotency
-from services.platform.db import Database
 from services.platform.errors import AppError
 from services.platform.logs import request_id_var
 from services.platform.tracing import current_trace_id, current_traceparent
@@ -104,7 +104,7 @@ class BatchStats:
 
 
 class LedgerWriter:
-    def __init__(self, db: Database, *, max_batch: int = MAX_BATCH_TRANSFERS) -> None:
+    def __init__(self, db: WriterConnection, *, max_batch: int = MAX_BATCH_TRANSFERS) -> None:
         assert 1 <= max_batch <= MAX_BATCH_TRANSFERS
         self.db = db
         self.max_batch = max_batch
@@ -202,9 +202,16 @@ class LedgerWriter:
     async def _apply(self, jobs: list[_Job]) -> list[Outcome]:
         started = time.perf_counter()
         due_limit = MAX_EXPIRED_PER_BATCH if any(job.items is None for job in jobs) else 0
-        async with self.db.separate_transaction() as conn:
-            head = await store.lock_head(conn)
-            answered = await _answer_from_records(conn, jobs)
+        claims = {n: job.recorded.claim for n, job in enumerate(jobs) if job.recorded is not None}
+        named = [i for job in jobs if job.items for i in job.items if isinstance(i, TransferSpec)]
+        wanted: set[uuid.UUID] = {s.id for s in named}
+        wanted.update(s.pending_id for s in named if s.pending_id is not None)
+        async with self.db.transaction() as conn:
+            loaded = await store.load_batch(
+                conn, [c.scope for c in claims.values()], wanted, due_limit=due_limit
+            )
+            head, transfers = loaded.head, loaded.transfers
+            answered = _answer_from_records(claims, loaded.records)
             specs = [
                 i
                 for n, job in enumerate(jobs)
@@ -212,16 +219,13 @@ class LedgerWriter:
                 for i in job.items
                 if isinstance(i, TransferSpec)
             ]
-            wanted: set[uuid.UUID] = {s.id for s in specs}
-            wanted.update(s.pending_id for s in specs if s.pending_id is not None)
-            transfers = await store.load_transfers(conn, wanted, due_limit=due_limit)
             account_ids: set[uuid.UUID] = set()
             for s in specs:
                 account_ids.update(a for a in (s.debit_account, s.credit_account) if a)
             for t in transfers.values():
                 account_ids.update((t.debit_account, t.credit_account))
             accounts = await store.lock_accounts(conn, account_ids)
-            loaded = time.perf_counter()
+            loaded_at = time.perf_counter()
             ws = engine.WorkingSet(accounts, transfers, now=head.now, next_seq=head.seq + 1)
             outcomes: list[Outcome] = []
             origins: list[events.Origin] = []
@@ -240,20 +244,22 @@ class LedgerWriter:
                     records.append(job.recorded.claim.row(response))
                     outcomes.append(response)
                 origins.extend([job.origin] * (len(ws.applied) - before))
-            prepared = self._prepare(head, ws, origins) if ws.applied else None
+            prepared = self._prepare(head, ws, origins) if ws.applied else _NOTHING_APPLIED
             applied_at = time.perf_counter()
-            if prepared is not None:
-                await store.write_applied(
-                    conn, prepared.applied, prepared.accounts, prepared.journal
-                )
-                await store.insert_outbox(conn, prepared.outbox)
-            await store.insert_idempotency(conn, records)
+            await store.write_batch(
+                conn,
+                prepared.applied,
+                prepared.accounts,
+                prepared.journal,
+                prepared.outbox,
+                records,
+            )
             written = time.perf_counter()
         done = time.perf_counter()
         BATCH_TRANSFERS.observe(len(specs))
         for phase, seconds in (
-            ("load", loaded - started),
-            ("apply", applied_at - loaded),
+            ("load", loaded_at - started),
+            ("apply", applied_at - loaded_at),
             ("write", written - applied_at),
             ("commit", done - written),
         ):
@@ -287,14 +293,16 @@ class _Prepared:
     outbox: list[tuple[uuid.UUID, str, str, bytes, str]]
 
 
-async def _answer_from_records(conn: AsyncConnection, jobs: list[_Job]) -> dict[int, Outcome]:
-    """Recorded jobs answered without applying anything, by position in `jobs`:
-    a stored key replays its record (or ALREADY_EXISTS), a key repeated within
-    the batch is in flight (ABORTED). Runs under the journal-head lock."""
-    claims = {n: job.recorded.claim for n, job in enumerate(jobs) if job.recorded is not None}
-    if not claims:
-        return {}
-    stored = await store.load_idempotency(conn, [c.scope for c in claims.values()])
+_NOTHING_APPLIED = _Prepared([], [], [], [])
+
+
+def _answer_from_records(
+    claims: dict[int, idempotency.Claim], stored: store.StoredRecords
+) -> dict[int, Outcome]:
+    """Recorded jobs answered without applying anything, by position in the
+    batch: a stored key replays its record (or ALREADY_EXISTS), a key repeated
+    within the batch is in flight (ABORTED). `stored` was read under the
+    journal-head lock."""
     answered: dict[int, Outcome] = {}
     first: set[store.Scope] = set()
     for n, claim in claims.items():

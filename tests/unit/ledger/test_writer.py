@@ -14,7 +14,7 @@ import pytest
 from services.ledger.domain.model import Rejected, TransferResult
 from services.ledger.domain.reasons import invalid
 from services.ledger.writer import LedgerWriter, Outcome, _Job
-from services.platform.db import Database
+from services.ledger.writer_connection import WriterConnection
 
 
 def _items(n: int, tag: str = "ok") -> list[Rejected]:
@@ -24,7 +24,9 @@ def _items(n: int, tag: str = "ok") -> list[Rejected]:
 
 class FakeWriter(LedgerWriter):
     def __init__(self, max_batch: int) -> None:
-        super().__init__(Database("postgresql://fake@127.0.0.1:1/none"), max_batch=max_batch)
+        super().__init__(
+            WriterConnection("postgresql://fake@127.0.0.1:1/none"), max_batch=max_batch
+        )
         self.batches: list[list[int]] = []
 
     async def _apply(self, jobs: list[_Job]) -> list[Outcome]:
