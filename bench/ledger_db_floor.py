@@ -63,7 +63,7 @@ _BATCH = f"""
 WITH t AS (
     INSERT INTO {SCHEMA}.transfers (id, kind, debit_account_id, credit_account_id, amount,
         currency, code, external_reference, description, state, created_at, journal_seq)
-    SELECT gen_random_uuid(), 'POSTED', a[1 + i % n], a[1 + (i + 1 + i / n) % n], 100, 'BRL',
+    SELECT gen_random_uuid(), 'POSTED', a[1 + mod(i, n)], a[1 + mod(i + 1 + i / n, n)], 100, 'BRL',
         'bench', 'bench-' || s, 'a transfer between two wallets', 'POSTED', now(), s
     FROM (SELECT %(accounts)s::uuid[] AS a, cardinality(%(accounts)s::uuid[]) AS n) acc,
         LATERAL (SELECT i, nextval('{SCHEMA}.journal_seq') AS s
