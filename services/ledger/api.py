@@ -44,14 +44,17 @@ def _time(stamp: timestamp_pb2.Timestamp, present: bool) -> datetime | None:
     return stamp.ToDatetime(tzinfo=UTC) if present else None
 
 
-def result_message(result: TransferResult, domain: str) -> ledger_pb2.CreateTransferResult:
+def result_message(
+    result: TransferResult, domain: str, messages: wire.TransferMessages | None = None
+) -> ledger_pb2.CreateTransferResult:
     msg = ledger_pb2.CreateTransferResult(index=result.index, replayed=result.replayed)
     error = result_error(result)
     if error is not None:
         msg.status.CopyFrom(error.to_status(domain))
     else:
         assert result.transfer is not None
-        msg.transfer.CopyFrom(wire.transfer_message(result.transfer))
+        transfer = (messages or wire.TransferMessages()).of(result.transfer)
+        msg.transfer.CopyFrom(transfer)
     return msg
 
 
@@ -94,10 +97,10 @@ class LedgerApi(ReconciliationApi):
         return response
 
     def _transfers_response(
-        self, results: list[TransferResult]
+        self, results: list[TransferResult], messages: wire.TransferMessages
     ) -> ledger_pb2.CreateTransfersResponse:
         return ledger_pb2.CreateTransfersResponse(
-            results=[result_message(res, self._domain) for res in results]
+            results=[result_message(res, self._domain, messages) for res in results]
         )
 
     async def GetTransfer(

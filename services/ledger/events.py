@@ -36,8 +36,8 @@ class Origin:
     traceparent: str = ""
 
 
-def transfer_event(op: Applied) -> message.Message:
-    t = wire.transfer_message(op.transfer)
+def transfer_event(op: Applied, messages: wire.TransferMessages) -> message.Message:
+    t = messages.of(op.transfer)
     if op.expiry:
         return ledger_events_pb2.TransferExpired(transfer=t)
     if op.transfer.kind == TransferKind.PENDING:
@@ -49,7 +49,11 @@ def transfer_event(op: Applied) -> message.Message:
 
 
 def outbox_rows(
-    ops: Sequence[tuple[Applied, Origin]], *, source: str, occur_time: datetime
+    ops: Sequence[tuple[Applied, Origin]],
+    *,
+    source: str,
+    occur_time: datetime,
+    messages: wire.TransferMessages,
 ) -> list[tuple[uuid.UUID, str, str, bytes, str]]:
     """Outbox rows (the platform's envelope and headers) for a batch's operations."""
     rows = []
@@ -60,7 +64,7 @@ def outbox_rows(
     subjects: dict[type[message.Message], str] = {}
     headers_of: dict[Origin, str] = {}
     for n, (op, origin) in enumerate(ops):
-        event = transfer_event(op)
+        event = transfer_event(op, messages)
         event_id = uuid.UUID(bytes=random_bytes[16 * n : 16 * n + 16], version=4)
         envelope = new_envelope(
             event,

@@ -211,7 +211,8 @@ def transfer_from_row(row: Sequence[Any]) -> TransferRecord:
 async def lock_accounts(
     conn: PgConnection, ids: Iterable[uuid.UUID]
 ) -> dict[uuid.UUID, AccountState]:
-    cur = await conn.execute(_ACCOUNTS, (array_literal(sorted(set(ids))),))
+    # No sort here: ORDER BY id ... FOR UPDATE locks the rows in id order.
+    cur = await conn.execute(_ACCOUNTS, (array_literal(set(ids)),))
     return {
         id_: AccountState(
             id=id_,

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from google.protobuf import message
 from prometheus_client import Histogram
 
-from services.ledger import events, store
+from services.ledger import events, store, wire
 from services.ledger.domain import engine, journal
 from services.ledger.domain.model import (
     MAX_BATCH_TRANSFERS,
@@ -79,8 +79,9 @@ class Recorded:
 
     claim: idempotency.Claim
     # Builds the API's response from the results; runs in the writer, before
-    # COMMIT, because the record holds the serialised response.
-    respond: Callable[[list[TransferResult]], message.Message]
+    # COMMIT, because the record holds the serialised response. The batch's
+    # Transfer messages are shared with its events (wire.TransferMessages).
+    respond: Callable[[list[TransferResult], wire.TransferMessages], message.Message]
 
 
 @dataclass(slots=True)
@@ -227,6 +228,7 @@ class LedgerWriter:
             accounts = await store.lock_accounts(conn, account_ids)
             loaded_at = time.perf_counter()
             ws = engine.WorkingSet(accounts, transfers, now=head.now, next_seq=head.seq + 1)
+            messages = wire.TransferMessages()
             outcomes: list[Outcome] = []
             origins: list[events.Origin] = []
             records: list[idempotency.Record] = []
@@ -240,11 +242,14 @@ class LedgerWriter:
                 elif job.recorded is None:
                     outcomes.append(engine.apply_batch(ws, job.items))
                 else:
-                    response = job.recorded.respond(engine.apply_batch(ws, job.items))
+                    results = engine.apply_batch(ws, job.items)
+                    response = job.recorded.respond(results, messages)
                     records.append(job.recorded.claim.row(response))
                     outcomes.append(response)
                 origins.extend([job.origin] * (len(ws.applied) - before))
-            prepared = self._prepare(head, ws, origins) if ws.applied else _NOTHING_APPLIED
+            prepared = (
+                self._prepare(head, ws, origins, messages) if ws.applied else _NOTHING_APPLIED
+            )
             applied_at = time.perf_counter()
             await store.write_batch(
                 conn,
@@ -269,18 +274,26 @@ class LedgerWriter:
 
     @staticmethod
     def _prepare(
-        head: store.Head, ws: engine.WorkingSet, origins: list[events.Origin]
+        head: store.Head,
+        ws: engine.WorkingSet,
+        origins: list[events.Origin],
+        messages: wire.TransferMessages,
     ) -> _Prepared:
         """Everything the bulk statements need, computed in memory."""
         applied: list[Applied] = ws.applied
         assert applied[0].journal_seq == head.seq + 1
-        touched = sorted({e.account_id for op in applied for e in op.entries})
+        # Sorted by the uuid's integer: the same order as sorting the UUIDs,
+        # without a Python-level comparison per step.
+        touched = sorted({e.account_id for op in applied for e in op.entries}, key=_uuid_int)
         return _Prepared(
             applied=applied,
             accounts=[ws.accounts[a] for a in touched],
             journal=journal.journal_records(applied, head.hash),
             outbox=events.outbox_rows(
-                list(zip(applied, origins, strict=True)), source=head.schema, occur_time=head.now
+                list(zip(applied, origins, strict=True)),
+                source=head.schema,
+                occur_time=head.now,
+                messages=messages,
             ),
         )
 
@@ -294,6 +307,10 @@ class _Prepared:
 
 
 _NOTHING_APPLIED = _Prepared([], [], [], [])
+
+
+def _uuid_int(value: uuid.UUID) -> int:
+    return value.int
 
 
 def _answer_from_records(

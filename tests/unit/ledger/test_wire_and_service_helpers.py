@@ -96,6 +96,19 @@ def test_successful_result_has_code_zero_and_the_transfer() -> None:
     assert msg.transfer.name == f"transfers/{record.id}"
 
 
+def test_a_batch_builds_each_transfer_message_once_for_its_response_and_its_event() -> None:
+    messages = wire.TransferMessages()
+    record = _record()
+    first = messages.of(record)
+    assert messages.of(record) is first  # the event reuses the response's message
+    assert first == wire.transfer_message(record)
+    twin = _record(id=record.id)  # another record object: built anew, not confused
+    assert messages.of(twin) is not first
+    response = api.result_message(TransferResult(0, None, record), "d", messages)
+    assert response.transfer == first
+    assert messages.of(record) == wire.transfer_message(record), "copying leaves it intact"
+
+
 def test_page_tokens_are_opaque_and_checked() -> None:
     token = pagination.encode_token("entries:a", 42)
     assert service._before_seq(token, "entries:a") == 42
