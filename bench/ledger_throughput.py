@@ -13,7 +13,8 @@ full_page_writes at their defaults; the `bench` profile does not relax them):
    process (bench/noop_ledger.py: decode, echo, no interceptors, no database),
    what a Python gRPC server and this generator reach before any ledger work;
 7. the database's ceiling for (2): Postgres alone storing the rows of
-   1,000-transfer batches, generated server-side (bench/ledger_db_floor.py).
+   1,000-transfer batches, generated server-side (bench/ledger_db_floor.py),
+   with two sessions at once and with one (the ceiling of serialised writes).
 Each phase starts once the ledger's outbox relay has published the previous
 phase's events (the wait after (2) and (3) is printed as *_outbox_drain_s).
 Prints `name: value` lines, then the ratios (2)/(1), (3)/(1), (4)/(3), (6)/(1),
@@ -446,6 +447,7 @@ def measure(target: str, secrets_dir: Path, admin_url: str, args: argparse.Names
     with noop_server() as noop_target:
         noop_rps = asyncio.run(noop_phase(noop_target, secrets_dir, args.seconds))
     floor_tps = asyncio.run(db_floor_transfers_per_s(admin_url, args.seconds))
+    serial_floor_tps = asyncio.run(db_floor_transfers_per_s(admin_url, args.seconds, writers=1))
     print(f"ledger_batch_size: {BATCH}")
     print(f"ledger_batched_transfers_per_s: {results['batched_transfers_per_s']:.0f}")
     print(f"ledger_batched_errors: {results['batched_errors']:.0f}")
@@ -464,6 +466,7 @@ def measure(target: str, secrets_dir: Path, admin_url: str, args: argparse.Names
     print(f"ledger_verify_ok_after_load: {bool(results['verify_ok_after_load'])}")
     print(f"noop_grpc_single_requests_per_s: {noop_rps:.0f}")
     print(f"db_floor_batched_transfers_per_s: {floor_tps:.0f}")
+    print(f"db_floor_one_session_transfers_per_s: {serial_floor_tps:.0f}")
     batched_ratio = results["batched_transfers_per_s"] / tps
     single_ratio = results["single_transfers_per_s"] / tps
     hot_ratio = results["hot_account_transfers_per_s"] / max(
@@ -479,6 +482,8 @@ def measure(target: str, secrets_dir: Path, admin_url: str, args: argparse.Names
     # The database's own ceiling for (2): below 5, target (2) is out of reach
     # of any implementation storing these rows on this machine.
     print(f"ratio_db_floor_over_pgbench: {floor_tps / tps:.2f}")
+    # The same with one session: the ceiling of serialised writes (the ledger's).
+    print(f"ratio_db_floor_one_session_over_pgbench: {serial_floor_tps / tps:.2f}")
     print(f"ratio_batched_over_db_floor: {results['batched_transfers_per_s'] / floor_tps:.2f}")
 
 
