@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import re
 import stat
 import subprocess
 import sys
@@ -214,6 +215,21 @@ def test_jwt_provider_matches_conventions(config: dict[str, Any], secrets: Secre
     mapper = _hcm(config)["local_reply_config"]["mappers"][0]
     assert mapper["filter"]["status_code_filter"]["comparison"]["value"]["default_value"] == 403
     assert mapper["status_code"] == 401
+
+
+def test_every_local_reply_is_a_google_rpc_status(config: dict[str, Any]) -> None:
+    """Envoy's own replies carry the services' error shape: a gRPC code, the
+    message, and an ErrorInfo whose reason a client can act on."""
+    local = _hcm(config)["local_reply_config"]
+    formats = [m["body_format_override"]["json_format"] for m in local["mappers"]]
+    formats.append(local["body_format"]["json_format"])
+    for body in formats:
+        assert set(body) == {"code", "message", "details"}, body
+        assert isinstance(body["code"], int) and 0 < body["code"] <= 16, body
+        (info,) = body["details"]
+        assert info["@type"] == "type.googleapis.com/google.rpc.ErrorInfo"
+        assert re.fullmatch(r"[A-Z][A-Z0-9_]*", info["reason"]), info
+        assert info["domain"] == "edge.fintech.local"
     # Clients cannot smuggle an identity header past the edge.
     mutation = _filter(config, "envoy.filters.http.header_mutation")
     removed = {m["remove"] for m in mutation["mutations"]["request_mutations"]}

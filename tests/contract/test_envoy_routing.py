@@ -34,6 +34,16 @@ _VAR = re.compile(r"\{([^}=]+)(?:=([^}]*))?\}")
 # Answered by Envoy itself: the route or the method was not found.
 ENVOY_NOT_ROUTED = "Could not resolve"
 UPSTREAM_HEADER = "x-envoy-upstream-service-time"
+EDGE_DOMAIN = "edge.fintech.local"
+
+
+def _status(resp: httpx.Response) -> tuple[int, str, dict[str, Any]]:
+    """(code, ErrorInfo reason, body) of a google.rpc.Status JSON error body."""
+    assert resp.headers.get("content-type", "").startswith("application/json"), resp.text
+    body = resp.json()
+    info = [d for d in body.get("details", []) if d["@type"].endswith("google.rpc.ErrorInfo")]
+    assert len(info) == 1, body
+    return body["code"], info[0]["reason"], body
 
 
 def concrete_path(template: str) -> str:
@@ -105,8 +115,20 @@ def test_every_http_rule_reaches_its_service(
 def test_protected_rules_need_a_token(client: httpx.Client, rpc: Rpc, binding: HttpBinding) -> None:
     resp = _request(client, binding, None)
     assert resp.status_code == 401
-    assert "Jwt is missing" in resp.text
     assert UPSTREAM_HEADER not in resp.headers
+    # Envoy's own reply is a google.rpc.Status like the services' errors.
+    assert resp.json() == {
+        "code": 16,
+        "message": "Jwt is missing",
+        "details": [
+            {
+                "@type": "type.googleapis.com/google.rpc.ErrorInfo",
+                "reason": "TOKEN_MISSING",
+                "domain": EDGE_DOMAIN,
+                "metadata": {"cause": "jwt_authn_access_denied{Jwt_is_missing}"},
+            }
+        ],
+    }
 
 
 def _protected_get(stack: Stack) -> str:
@@ -120,6 +142,7 @@ def test_unknown_path_is_404(client: httpx.Client) -> None:
     resp = client.get("/v1/definitely-not-an-api", headers={"authorization": "Bearer x"})
     assert resp.status_code == 404
     assert UPSTREAM_HEADER not in resp.headers
+    assert _status(resp)[:2] == (5, "NOT_FOUND")
 
 
 def test_internal_methods_are_not_reachable(stack: Stack, client: httpx.Client) -> None:
@@ -133,6 +156,7 @@ def test_internal_methods_are_not_reachable(stack: Stack, client: httpx.Client) 
         )
         assert resp.status_code == 404, rpc.grpc_path
         assert UPSTREAM_HEADER not in resp.headers
+        assert _status(resp)[:2] == (5, "NOT_FOUND"), rpc.grpc_path
 
 
 def test_unknown_query_parameter_is_400(stack: Stack, client: httpx.Client) -> None:
@@ -142,6 +166,7 @@ def test_unknown_query_parameter_is_400(stack: Stack, client: httpx.Client) -> N
     )
     assert resp.status_code == 400, resp.text
     assert UPSTREAM_HEADER not in resp.headers
+    assert _status(resp)[:2] == (3, "INVALID_ARGUMENT")
 
 
 @pytest.mark.parametrize(
@@ -176,6 +201,9 @@ def test_bad_tokens_are_rejected_at_the_edge(stack: Stack, client: httpx.Client,
         token = mint(stack, exp=now + 3600)  # CONVENTIONS: access tokens live <= 15 min
     resp = client.get(_protected_get(stack), headers={"authorization": f"Bearer {token}"})
     assert resp.status_code == 401, (case, resp.text)
+    # The edge's reply or the service's: the same shape, a reason a client acts on.
+    code, reason, _ = _status(resp)
+    assert (code, reason) == (16, "TOKEN_EXPIRED" if case == "expired" else "TOKEN_INVALID")
     assert UPSTREAM_HEADER not in resp.headers
 
 
@@ -193,10 +221,12 @@ def test_credential_endpoints_are_rate_limited_per_address(stack: Stack) -> None
     statuses: list[int] = []
     with httpx.Client(base_url=stack.https_url, transport=transport, timeout=15) as burst:
         for _ in range(2 * limit + 5):
-            statuses.append(burst.post(concrete_path(binding.path), json={}).status_code)
+            last = burst.post(concrete_path(binding.path), json={})
+            statuses.append(last.status_code)
             if statuses[-1] == 429:
                 break
     assert statuses[-1] == 429, statuses
+    assert _status(last)[:2] == (8, "RATE_LIMITED")
     # Fixed windows: a burst straddling a minute boundary may get up to 2x through.
     assert limit <= len(statuses) - 1 <= 2 * limit, len(statuses)
     # Another address is not affected.
