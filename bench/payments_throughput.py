@@ -186,7 +186,7 @@ async def open_loop_payments(
 
 def edge_acceptance(
     base_url: str, ca_file: Path, secrets_dir: Path, customers: list[Customer]
-) -> tuple[list[float], int]:
+) -> tuple[list[float], int, dict[str, int]]:
     tokens = [
         mint_token(secrets_dir, ["user"], subject=c.user_id, lifetime_s=600) for c in customers
     ]
@@ -207,7 +207,7 @@ def edge_acceptance(
         bodies=[body],
         unique_header="idempotency-key",
     )
-    return load.latencies_ms, load.errors
+    return load.latencies_ms, load.errors, load.statuses
 
 
 def _ms(values: list[float], p: float) -> str:
@@ -246,11 +246,16 @@ async def run(rate: float, seconds: float) -> None:
             print(f"{label}_failed: {failed}")
         await psp.clear()
 
-        edge, errors = edge_acceptance(stack.https_url, stack.ca_file, stack.secrets_dir, customers)
+        edge, errors, statuses = edge_acceptance(
+            stack.https_url, stack.ca_file, stack.secrets_dir, customers
+        )
         print(f"edge_accept_rate_per_s: {EDGE_RATE:.0f}")
         print(f"edge_accept_p50_ms: {_ms(edge, 50)}")
         print(f"edge_accept_p99_ms: {_ms(edge, 99)}")
         print(f"edge_accept_errors: {errors}")
+        # HTTP status → count; 0 is a request the generator gave up on (its
+        # timeout or a reset), an error with no answer from the edge.
+        print(f"edge_accept_statuses: {' '.join(f'{k}={v}' for k, v in sorted(statuses.items()))}")
         for c in customers:
             await c.client.close()
         await psp.close()
