@@ -9,6 +9,7 @@ import logging
 import re
 import time
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from datetime import time as dtime
@@ -16,6 +17,7 @@ from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
 import grpc
+from sqlalchemy.ext.asyncio import AsyncConnection
 from temporalio.client import Client
 
 from fintech.ledger.v1 import ledger_pb2
@@ -999,13 +1001,19 @@ class PaymentsService:
                             f"the PSP settled it; here it is {p.state}",
                         )
                     )
+            # Payments the report or the ledger's run name beyond the day's own
+            # (settled another day, or unknown), read in one statement.
+            others = await _payments_named(
+                conn,
+                [
+                    ref
+                    for ref in (*reported, *(i.external_reference for i in amount_items))
+                    if ref not in by_ref
+                ],
+            )
             for ref in reported:
                 if ref not in by_ref and ref.startswith(wire.PAYMENT_PREFIX):
-                    pid = ref[len(wire.PAYMENT_PREFIX) :]
-                    try:
-                        other = await store.get_payment(conn, uuid.UUID(pid))
-                    except ValueError:
-                        other = None
+                    other = others.get(ref)
                     checked += 1
                     if other is None:
                         mismatches.append(
@@ -1022,13 +1030,8 @@ class PaymentsService:
                         )
             flagged = {m[0] for m in mismatches}
             for item in amount_items:
-                payment = by_ref.get(item.external_reference)
-                if payment is None and item.external_reference.startswith(wire.PAYMENT_PREFIX):
-                    try:
-                        payment_id = uuid.UUID(item.external_reference[len(wire.PAYMENT_PREFIX) :])
-                    except ValueError:
-                        continue
-                    payment = await store.get_payment(conn, payment_id)
+                ref = item.external_reference
+                payment = by_ref.get(ref) or others.get(ref)
                 if payment is None:
                     continue  # not a payment's reference: the ledger's run lists it
                 name = f"{wire.PAYMENT_PREFIX}{payment.id}"
@@ -1045,6 +1048,22 @@ class PaymentsService:
                     )
                 )
         return reconciliation, checked, mismatches[:MAX_MISMATCHES]
+
+
+async def _payments_named(
+    conn: AsyncConnection, references: Iterable[str]
+) -> dict[str, store.PaymentRow]:
+    """The existing payments among `payments/{uuid}` references, by reference;
+    a malformed or unknown reference is simply absent."""
+    ids: dict[uuid.UUID, str] = {}
+    for ref in references:
+        if ref.startswith(wire.PAYMENT_PREFIX):
+            try:
+                ids[uuid.UUID(ref[len(wire.PAYMENT_PREFIX) :])] = ref
+            except ValueError:
+                continue
+    found = await store.get_payments(conn, list(ids))
+    return {ids[payment_id]: payment for payment_id, payment in found.items()}
 
 
 Paged = TypeVar("Paged", store.PaymentRow, store.ChargeRow)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
@@ -114,6 +115,19 @@ async def get_payment(
         await conn.execute(text(sql + (" FOR UPDATE" if for_update else "")), {"id": payment_id})
     ).first()
     return _payment(row) if row is not None else None
+
+
+async def get_payments(
+    conn: AsyncConnection, payment_ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, PaymentRow]:
+    """The payments among `payment_ids` that exist, by id (one statement)."""
+    if not payment_ids:
+        return {}
+    rows = await conn.execute(
+        text(f"SELECT {_PAYMENT_COLUMNS} FROM payments WHERE id = ANY(:ids)"),
+        {"ids": list(payment_ids)},
+    )
+    return {payment.id: payment for payment in map(_payment, rows)}
 
 
 async def list_payments(

@@ -15,10 +15,14 @@ from zoneinfo import ZoneInfo
 import httpx
 import psycopg
 import pytest
+from sqlalchemy import text
 
 from devstack.stack import Stack
 from fintech.payments.v1 import payments_pb2 as P
 from services.payments.domain import webhooks
+from services.payments.service import _payments_named
+from services.platform.db import Database
+from services.platform.migrate import DEFAULT_DATABASE, database_url
 from tests.integration.ledger.ledger_it_support import LedgerClient
 from tests.integration.payments.payments_it_support import (
     PaymentsClient,
@@ -139,3 +143,27 @@ async def test_reconciliation_flags_a_payment_whose_amount_the_psp_reports_other
     finally:
         await ops.close()
     assert paid.name not in {m.payment for m in again.mismatches}
+
+
+async def test_references_beyond_the_day_are_read_in_one_lookup(
+    stack: Stack, ledger: LedgerClient, psp: Psp
+) -> None:
+    """What reconciliation reads for references outside the day's payments:
+    existing payments by reference; an unknown, malformed or non-payment
+    reference is simply absent (it is then flagged as missing, not an error)."""
+    [c] = await new_customers(stack, ledger, 1, 100_000)
+    paid = await c.client.wait(
+        (await c.client.pay_pix("ana@example.com", P.PIX_KEY_TYPE_EMAIL, 5_00)).name
+    )
+    db = Database(database_url(stack.infra.pg_admin_url, DEFAULT_DATABASE), pool_size=1)
+    try:
+        async with db.transaction() as conn:
+            await conn.execute(text("SET LOCAL search_path TO payments"))
+            found = await _payments_named(
+                conn,
+                [paid.name, f"payments/{uuid.uuid4()}", "payments/not-a-uuid", "charges/x"],
+            )
+    finally:
+        await db.close()
+    assert list(found) == [paid.name]
+    assert found[paid.name].state == "SETTLED"
