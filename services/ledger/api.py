@@ -53,8 +53,10 @@ def result_message(
         msg.status.CopyFrom(error.to_status(domain))
     else:
         assert result.transfer is not None
-        transfer = (messages or wire.TransferMessages()).of(result.transfer)
-        msg.transfer.CopyFrom(transfer)
+        transfer = result.transfer
+        msg.transfer.CopyFrom(
+            messages.of(transfer) if messages else wire.transfer_message(transfer)
+        )
     return msg
 
 

@@ -26,8 +26,12 @@ from typing import Any
 
 import psycopg
 
-from services.platform.db import DEFAULT_STATEMENT_TIMEOUT_MS, libpq_url
-from services.platform.errors import unavailable
+from services.platform.db import (
+    DEFAULT_STATEMENT_TIMEOUT_MS,
+    MAX_STATEMENT_TIMEOUT_MS,
+    database_unavailable,
+    libpq_url,
+)
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +50,7 @@ class WriterConnection:
         application_name: str = "ledger-writer",
         statement_timeout_ms: int = DEFAULT_STATEMENT_TIMEOUT_MS,
     ) -> None:
-        assert 1 <= statement_timeout_ms <= 60_000, statement_timeout_ms
+        assert 1 <= statement_timeout_ms <= MAX_STATEMENT_TIMEOUT_MS, statement_timeout_ms
         self.url = libpq_url(url)
         self._application_name = application_name
         self._statement_timeout_ms = statement_timeout_ms
@@ -66,9 +70,7 @@ class WriterConnection:
             except BaseException as exc:
                 await self._after_failure(conn)
                 if isinstance(exc, psycopg.OperationalError):
-                    raise unavailable(
-                        "DATABASE_UNAVAILABLE", "the database is not reachable; retry shortly"
-                    ) from exc
+                    raise database_unavailable() from exc
                 raise
         finally:
             self._busy = False
@@ -85,9 +87,7 @@ class WriterConnection:
                 options=f"-c statement_timeout={self._statement_timeout_ms}",
             )
         except psycopg.OperationalError as exc:
-            raise unavailable(
-                "DATABASE_UNAVAILABLE", "the database is not reachable; retry shortly"
-            ) from exc
+            raise database_unavailable() from exc
         return self._conn
 
     async def _after_failure(self, conn: PgConnection) -> None:

@@ -19,7 +19,7 @@ import sqlalchemy.exc
 from sqlalchemy import Executable, Result
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
-from services.platform.errors import unavailable
+from services.platform.errors import AppError, unavailable
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +29,12 @@ DEFAULT_STATEMENT_TIMEOUT_MS = 5_000
 MAX_STATEMENT_TIMEOUT_MS = 60_000
 POOL_TIMEOUT_SECONDS = 5.0
 MAX_AFTER_COMMIT_CALLBACKS = 1_000  # per transaction: a loop registering forever is a bug
+
+
+def database_unavailable() -> AppError:
+    """The retryable answer when the database cannot be reached (or a connection
+    to it was lost): every service's, whatever its driver."""
+    return unavailable("DATABASE_UNAVAILABLE", "the database is not reachable; retry shortly")
 
 
 def sqlalchemy_url(url: str) -> str:
@@ -112,9 +118,7 @@ class Database:
             # overload, not a bug. Callers get a retryable status, not INTERNAL.
             raise unavailable("DATABASE_BUSY", "the service is busy; retry shortly") from exc
         except (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError) as exc:
-            raise unavailable(
-                "DATABASE_UNAVAILABLE", "the database is not reachable; retry shortly"
-            ) from exc
+            raise database_unavailable() from exc
         callbacks: list[Callable[[], None]] = []
         try:
             async with conn.begin():
