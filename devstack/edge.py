@@ -55,6 +55,42 @@ SAFE_PER_TRY_TIMEOUT = "2s"
 AUTH_LIMIT_PER_MINUTE = {"run": 10, "test": 120}  # any profile but `run` is a test one
 ADDRESS_LIMIT_PER_SECOND = 300
 USER_LIMIT_PER_SECOND = 300
+EDGE_ERROR_DOMAIN = "edge.fintech.local"
+
+
+@dataclass(frozen=True)
+class LocalReply:
+    """How Envoy answers one kind of its own replies: a google.rpc.Status."""
+
+    status: int  # the HTTP status Envoy chose
+    code: int  # google.rpc.Code of the body
+    reason: str  # ErrorInfo.reason: what a client acts on
+    cause: str = ""  # only when Envoy's response code details contain this
+    becomes: int = 0  # the HTTP status sent instead, when not `status`
+
+
+# The first match wins (Envoy's mappers). jwt_authn answers 403 for a wrong
+# audience, and the RBAC filter for a service token: both are tokens not valid
+# for this API (RFC 6750: 401 invalid_token); no other filter here answers 403
+# locally, and the services' own replies are not local replies. An expired
+# token is told apart because the client should refresh it, not log in again.
+LOCAL_REPLIES = (
+    LocalReply(403, 16, "TOKEN_INVALID", becomes=401),
+    LocalReply(401, 16, "TOKEN_MISSING", cause="Jwt_is_missing"),
+    LocalReply(401, 16, "TOKEN_EXPIRED", cause="Jwt_is_expired"),
+    LocalReply(401, 16, "TOKEN_INVALID"),
+    LocalReply(429, 8, "RATE_LIMITED"),
+    LocalReply(404, 5, "NOT_FOUND"),
+    LocalReply(400, 3, "INVALID_ARGUMENT"),
+    LocalReply(413, 3, "REQUEST_TOO_LARGE"),
+    LocalReply(503, 14, "UNAVAILABLE"),
+    LocalReply(504, 4, "DEADLINE_EXCEEDED"),
+)
+CEL_FILTER_TYPE = (
+    "type.googleapis.com/envoy.extensions.access_loggers.filters.cel.v3.ExpressionFilter"
+)
+# Any other reply Envoy makes itself.
+OTHER_LOCAL_REPLY = LocalReply(0, 2, "EDGE_ERROR")
 
 
 @dataclass(frozen=True)
@@ -265,6 +301,61 @@ def build_clusters(ports: Ports, hosts: Mapping[str, str] | None = None) -> list
     return clusters
 
 
+def _status_body(reply: LocalReply) -> dict[str, object]:
+    """The JSON body format: Envoy's message, and its response code details as the cause."""
+    return {
+        "json_format": {
+            "code": reply.code,
+            "message": "%LOCAL_REPLY_BODY%",
+            "details": [
+                {
+                    "@type": "type.googleapis.com/google.rpc.ErrorInfo",
+                    "reason": reply.reason,
+                    "domain": EDGE_ERROR_DOMAIN,
+                    "metadata": {"cause": "%RESPONSE_CODE_DETAILS%"},
+                }
+            ],
+        }
+    }
+
+
+def _local_reply_filter(reply: LocalReply) -> dict[str, object]:
+    status: dict[str, object] = {
+        "status_code_filter": {
+            "comparison": {
+                "op": "EQ",
+                "value": {
+                    "default_value": reply.status,
+                    "runtime_key": f"edge.local_reply_{reply.status}",
+                },
+            }
+        }
+    }
+    if not reply.cause:
+        return status
+    cause = {
+        "extension_filter": {
+            "name": "envoy.access_loggers.extension_filters.cel",
+            "typed_config": {
+                "@type": CEL_FILTER_TYPE,
+                "expression": f"response.code_details.contains('{reply.cause}')",
+            },
+        }
+    }
+    return {"and_filter": {"filters": [status, cause]}}
+
+
+def build_local_reply_config() -> dict[str, object]:
+    mappers: list[dict[str, object]] = []
+    for reply in LOCAL_REPLIES:
+        mapper: dict[str, object] = {"filter": _local_reply_filter(reply)}
+        if reply.becomes:
+            mapper["status_code"] = reply.becomes
+        mapper["body_format_override"] = _status_body(reply)
+        mappers.append(mapper)
+    return {"mappers": mappers, "body_format": _status_body(OTHER_LOCAL_REPLY)}
+
+
 def render_envoy_config(inputs: EdgeInputs) -> str:
     rpcs = load_rpcs(inputs.descriptor_set)
     services = transcoded_services(rpcs)
@@ -285,6 +376,7 @@ def render_envoy_config(inputs: EdgeInputs) -> str:
         "JWKS_FILE": str(inputs.secrets_dir / "jwks.json"),
         "JWT_RULES": build_jwt_rules(rpcs),
         "CLUSTERS": build_clusters(inputs.ports, inputs.upstream_hosts),
+        "LOCAL_REPLY_CONFIG": build_local_reply_config(),
     }
     text = string.Template(TEMPLATE.read_text()).substitute(
         {k: json.dumps(v) for k, v in values.items()}
