@@ -204,6 +204,8 @@ class LedgerWriter:
         started = time.perf_counter()
         due_limit = MAX_EXPIRED_PER_BATCH if any(job.items is None for job in jobs) else 0
         claims = {n: job.recorded.claim for n, job in enumerate(jobs) if job.recorded is not None}
+        # Every job's transfers are read, in the same pipeline as the stored
+        # records; a job those records answer then applies nothing (`specs`).
         named = [i for job in jobs if job.items for i in job.items if isinstance(i, TransferSpec)]
         wanted: set[uuid.UUID] = {s.id for s in named}
         wanted.update(s.pending_id for s in named if s.pending_id is not None)
