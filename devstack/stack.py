@@ -3,7 +3,9 @@
 Environment given to each business service (`python -m services.<svc>`),
 per docs/CONVENTIONS.md:
   PYTHONPATH=<repo>:<repo>/gen, PYTHONUNBUFFERED=1,
-  FINTECH_SERVICE=<svc>, FINTECH_GRPC_HOST=127.0.0.1, FINTECH_GRPC_PORT,
+  FINTECH_SERVICE=<svc>, FINTECH_PROCESS_ROLE (all, or api and worker for the
+  two processes of a split service, topology.SPLIT_SERVICES),
+  FINTECH_GRPC_HOST=127.0.0.1, FINTECH_GRPC_PORT,
   FINTECH_METRICS_PORT (gRPC port + 100), FINTECH_DATABASE_URL (role <svc>_svc),
   FINTECH_DB_SCHEMA=<svc>, FINTECH_REDIS_URL, FINTECH_NATS_URL,
   FINTECH_TEMPORAL_ADDRESS, FINTECH_S3_ENDPOINT, FINTECH_JWT_ISSUER,
@@ -42,8 +44,10 @@ from devstack.topology import (
     DEFAULT_DB_POOL_SIZE,
     SERVICES,
     SIMULATORS,
+    WORKER_PROCESSES,
     Ports,
     db_role,
+    process_role,
     simulator_url_env,
 )
 
@@ -94,19 +98,23 @@ def _base_env(infra: Infra, name: str) -> dict[str, str]:
     return env
 
 
-def service_env(infra: Infra, service: str) -> dict[str, str]:
-    """The environment `python -m services.<service>` runs with in this stack."""
+def service_env(infra: Infra, process: str) -> dict[str, str]:
+    """The environment a service process runs with in this stack: `process` is
+    a service (`python -m services.<service>`) or a split service's worker
+    (`<service>_worker`, the same module in the worker role)."""
     ports = infra.config.ports
+    service = WORKER_PROCESSES.get(process, process)
     env = _base_env(infra, service)
     env.update(
         {
-            "FINTECH_GRPC_PORT": str(ports[service]),
-            "FINTECH_METRICS_PORT": str(ports.metrics(service)),
+            "FINTECH_PROCESS_ROLE": process_role(process),
+            "FINTECH_GRPC_PORT": str(ports[process]),
+            "FINTECH_METRICS_PORT": str(ports.metrics(process)),
             "FINTECH_DATABASE_URL": infra.service_database_url(
                 db_role(service), infra.secrets.db_password(service)
             ),
             "FINTECH_DB_SCHEMA": service,
-            "FINTECH_DB_POOL_SIZE": str(DB_POOL_SIZES.get(service, DEFAULT_DB_POOL_SIZE)),
+            "FINTECH_DB_POOL_SIZE": str(DB_POOL_SIZES.get(process, DEFAULT_DB_POOL_SIZE)),
             "FINTECH_NATS_URL": infra.nats_url,
             "FINTECH_TEMPORAL_ADDRESS": infra.temporal_address,
             "FINTECH_S3_ENDPOINT": infra.s3_endpoint,
@@ -219,7 +227,7 @@ def _grpc_spec(name: str, port: int, env: dict[str, str], infra: Infra, tier: in
     target = f"127.0.0.1:{port}"
     return ProcessSpec(
         name=name,
-        argv=[sys.executable, "-m", f"services.{name}"],
+        argv=[sys.executable, "-m", f"services.{WORKER_PROCESSES.get(name, name)}"],
         env=env,
         cwd=infra.config.root,
         log_path=infra.config.logs_dir / f"{name}.log",
@@ -264,7 +272,8 @@ def start_stack(infra: Infra) -> StackHandle:
         rl_config = cfg.state_dir / "ratelimit.yaml"
         rl_config.write_text(render_ratelimit_config(cfg.profile))
         specs = [
-            _grpc_spec(s, ports[s], service_env(infra, s), infra, TIER_SERVICES) for s in SERVICES
+            _grpc_spec(p, ports[p], service_env(infra, p), infra, TIER_SERVICES)
+            for p in (*SERVICES, *WORKER_PROCESSES)
         ]
         # The simulators start with the services; a service that calls one at
         # start-up retries until it answers (its resilient client does).

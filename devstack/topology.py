@@ -13,6 +13,18 @@ from dataclasses import dataclass
 # Business services, in start order. Each is `python -m services.<name>`.
 SERVICES: tuple[str, ...] = ("identity", "kyc", "risk", "loans", "ledger", "payments")
 
+# Services whose background work runs in a second process, `<svc>_worker`
+# (FINTECH_PROCESS_ROLE=worker: Temporal workers, event consumers, the outbox
+# relay), beside `<svc>` (role api). In one process that work and the API
+# share one core and one event loop: a payments reply waited behind workflow
+# activations and activities (p99 of seconds at 100 payments/s), a ledger
+# reply behind the relay publishing the previous batch's events. Split, the OS
+# spreads them over the cores. bench/README.md has the figures.
+SPLIT_SERVICES: tuple[str, ...] = ("ledger", "payments")
+WORKER_SUFFIX = "_worker"
+# Worker process -> its service (same module, role, schema and secrets).
+WORKER_PROCESSES: dict[str, str] = {f"{s}{WORKER_SUFFIX}": s for s in SPLIT_SERVICES}
+
 # Infrastructure servers, each from a wheel unless an env var points at an existing one.
 INFRA: tuple[str, ...] = ("postgres", "redis", "nats", "temporal", "s3")
 
@@ -44,6 +56,8 @@ PORT_OFFSETS: dict[str, int] = {
     "loans": 34,
     "ledger": 35,
     "payments": 36,
+    "ledger_worker": 37,
+    "payments_worker": 38,
     "sim_open_finance": 50,
     "sim_bureau": 51,
     "sim_psp": 52,
@@ -73,10 +87,19 @@ DATABASE_NAME = "fintech"
 # its batching writer commits, and risk's Score waits on identity and the
 # bureau inside that transaction. kyc's CreateSubmission starts its workflow
 # inside that transaction while the KYC worker's activities (same process)
-# write check results; payments likewise (CreatePayment starts the payout
-# workflow in it; activities, webhooks and the PSP call log share the pool).
+# write check results; payments' API (CreatePayment, webhooks) and its
+# worker's activities and PSP call log each have a pool of their own.
 # Postgres runs with max_connections=300, far above the sum.
-DB_POOL_SIZES: dict[str, int] = {"ledger": 48, "risk": 30, "kyc": 30, "payments": 30}
+# A worker process has its own pool: the ledger's relay and wallet consumer
+# need few; payments' activities (at most 15 at once) and step records more.
+DB_POOL_SIZES: dict[str, int] = {
+    "ledger": 48,
+    "ledger_worker": 10,
+    "risk": 30,
+    "kyc": 30,
+    "payments": 30,
+    "payments_worker": 30,
+}
 DEFAULT_DB_POOL_SIZE = 10
 
 
@@ -95,6 +118,14 @@ def simulator_url_env(simulator: str) -> str:
     """The environment variable that carries a simulator's base URL to the services."""
     assert simulator in SIMULATORS, simulator
     return f"FINTECH_{simulator.upper()}_URL"
+
+
+def process_role(process: str) -> str:
+    """FINTECH_PROCESS_ROLE of a service process (services.platform.settings)."""
+    if process in WORKER_PROCESSES:
+        return "worker"
+    assert process in SERVICES, process
+    return "api" if process in SPLIT_SERVICES else "all"
 
 
 def db_role(service: str) -> str:

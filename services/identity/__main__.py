@@ -30,7 +30,7 @@ async def setup(ctx: ServiceContext, server: grpc.aio.Server) -> list[str]:
     consumer = DurableConsumer(
         ctx.db, ctx.nats.jetstream(), kyc_consumer.consumer_settings(), kyc_consumer.apply_kyc_event
     )
-    ctx.add_background(consumer.run)
+    ctx.add_worker(consumer.run)
     return [identity_pb2.DESCRIPTOR.services_by_name["IdentityService"].full_name]
 
 

@@ -87,8 +87,8 @@ async def setup(ctx: ServiceContext, server: grpc.aio.Server) -> list[str]:
                 log.warning("view sweep failed: %s", type(exc).__name__)
             await asyncio.sleep(VIEW_SWEEP_SECONDS)
 
-    ctx.add_background(worker)
-    ctx.add_background(sweeper)
+    ctx.add_worker(worker)
+    ctx.add_worker(sweeper)
     api.register(server, service)
     return [api.service_name()]
 

@@ -23,7 +23,7 @@ async def setup(ctx: ServiceContext, server: grpc.aio.Server) -> list[str]:
     consumer = DurableConsumer(
         ctx.db, ctx.nats.jetstream(), events.wallet_consumer_settings(), events.open_wallet
     )
-    ctx.add_background(consumer.run)
+    ctx.add_worker(consumer.run)
     return [api.service_name()]
 
 

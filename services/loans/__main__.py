@@ -67,14 +67,14 @@ async def setup(ctx: ServiceContext, server: grpc.aio.Server) -> list[str]:
             max_concurrent_activities=MAX_CONCURRENT_ACTIVITIES,
         )
 
-    ctx.add_background(worker)
+    ctx.add_worker(worker)
     if payments:
         # The payout's outcome: payments' payment.settled / payment.failed.
         for consumer_settings in payout_consumer.consumer_settings():
             consumer = DurableConsumer(
                 ctx.db, ctx.nats.jetstream(), consumer_settings, payout_consumer.apply_payment_event
             )
-            ctx.add_background(consumer.run)
+            ctx.add_worker(consumer.run)
     api.register(server, service)
     return api.service_names()
 

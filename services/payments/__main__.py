@@ -5,7 +5,9 @@ FINTECH_PAYMENTS_SETTLEMENT_WAIT_S (how long
 a payout waits for the settlement webhook before querying the status; 10).
 The webhook HMAC key is `webhook_hmac_secret` and the PSP's OAuth2 client
 credentials are `provider_clients.json` ("psp") in FINTECH_SECRETS_DIR. The
-worker (task queue `payments`) runs inside this process.
+Temporal worker (task queue `payments`) runs beside the API (role `all`) or,
+in the dev stack, in its own `payments_worker` process (role `worker`); the
+workflow starter stays with the API, which hands it each committed payment.
 """
 
 from __future__ import annotations
@@ -64,7 +66,7 @@ async def setup(ctx: ServiceContext, server: grpc.aio.Server) -> list[str]:
             max_concurrent_activities=MAX_CONCURRENT_ACTIVITIES,
         )
 
-    ctx.add_background(worker)
+    ctx.add_worker(worker)
     ctx.add_background(starter.run)
     return api.register(server, service)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
@@ -43,6 +44,7 @@ MAX_CONCURRENT_RPCS = 1000
 MAX_MESSAGE_BYTES = 8 * 1024 * 1024
 JWKS_FILE = "jwks.json"
 SIGNING_KEY_FILE = "jwt_signing_key.pem"
+WORKER_NICENESS = 10  # of a `worker` process (settings.PROCESS_ROLES), see run_service
 
 
 class NotConfiguredError(SettingsError):
@@ -58,6 +60,7 @@ class ServiceContext:
     _outbox: OutboxRelay | None = None
     _signer: ServiceTokenSigner | None = None
     _background: list[Callable[[], Coroutine[Any, Any, None]]] = field(default_factory=list)
+    _workers: list[Callable[[], Coroutine[Any, Any, None]]] = field(default_factory=list)
     _channels: list[grpc.aio.Channel] = field(default_factory=list)
 
     @property
@@ -85,9 +88,19 @@ class ServiceContext:
         return self._outbox
 
     def add_background(self, coro_factory: Callable[[], Coroutine[Any, Any, None]]) -> None:
-        """Run `coro_factory()` as a task once the server is up; cancelled on shutdown."""
-        assert len(self._background) < MAX_BACKGROUND_TASKS, "too many background tasks"
+        """Run `coro_factory()` as a task beside the API once the server is up
+        (work the RPCs hand over in memory, like the ledger's batching writer);
+        cancelled on shutdown. Not run by a `worker` process."""
+        assert len(self._background) + len(self._workers) < MAX_BACKGROUND_TASKS, "too many"
         self._background.append(coro_factory)
+
+    def add_worker(self, coro_factory: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        """Run `coro_factory()` as a task once the server is up, in the process
+        that does the service's work (Temporal workers, event consumers): it
+        needs nothing from the API's memory, so a split service runs it in its
+        `worker` process (settings.PROCESS_ROLES). Not run by an `api` process."""
+        assert len(self._background) + len(self._workers) < MAX_BACKGROUND_TASKS, "too many"
+        self._workers.append(coro_factory)
 
     def service_channel(self, target: str) -> grpc.aio.Channel:
         """A channel to another service whose calls carry this service's token."""
@@ -108,6 +121,12 @@ def run_service(service: str, setup: Setup, *, own_record: Iterable[str] = ()) -
     record in their own transaction (services.platform.idempotency).
     """
     settings = Settings.from_env(service)
+    if not settings.serves_api:
+        # A worker's work is throughput (workflows, consumers, the relay), an
+        # API's is latency: on a shared host the worker yields the CPU. Measured
+        # with payments (bench/README.md): settled/s unchanged, acceptance p99
+        # under settlement load several times lower.
+        os.nice(WORKER_NICENESS)
     # uvloop: the event loop's own work (callbacks, socket readiness for
     # Postgres, Redis and NATS, timers) in C. Measured on the ledger under one
     # transfer per request: ~25 % more requests/s for the same CPU (bench/README).
@@ -201,7 +220,14 @@ async def serve(
                 ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
             ],
         )
-        names = list(await setup(ctx, server))
+        # A worker process serves health and reflection only: the service's
+        # servicers go to a server that is never started, so setup stays the
+        # same for every role and nothing can reach an API whose in-process
+        # parts (add_background) do not run here.
+        api_server = server if settings.serves_api else grpc.aio.server()
+        names = list(await setup(ctx, api_server))
+        if not settings.serves_api:
+            names = []
         tune_gc()
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
         reflection.enable_server_reflection(
@@ -219,15 +245,25 @@ async def serve(
             metrics = MetricsServer(settings.grpc_host, settings.metrics_port)
         await server.start()
 
-        if ctx._outbox is not None:
+        if ctx._outbox is not None and settings.runs_work:
             tasks.append(asyncio.create_task(ctx._outbox.run(), name="outbox-relay"))
-        for factory in ctx._background:
+        factories = [
+            *(ctx._background if settings.serves_api else []),
+            *(ctx._workers if settings.runs_work else []),
+        ]
+        for factory in factories:
             tasks.append(
                 asyncio.create_task(_supervised(factory), name=getattr(factory, "__name__", "bg"))
             )
         for name in ["", *names]:
             await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-        log.info("%s serving on %s:%d", settings.service, settings.grpc_host, port)
+        log.info(
+            "%s (%s) serving on %s:%d",
+            settings.service,
+            settings.process_role,
+            settings.grpc_host,
+            port,
+        )
         if on_ready:
             on_ready(port)
         await stop.wait()

@@ -19,6 +19,13 @@ MAX_DB_POOL_SIZE = 50
 DEFAULT_JWT_ISSUER = "https://identity.fintech.local"
 DEFAULT_JWT_AUDIENCE = "fintech-api"
 LOG_LEVELS = frozenset({"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"})
+# What one process of a service runs (FINTECH_PROCESS_ROLE). "all": the API and
+# its work in one process. A service whose background work (Temporal workers,
+# event consumers, the outbox relay) competes with its API for one core runs as
+# two processes: "api" (the RPCs and what they need in-process) and "worker"
+# (the rest, health only on its port), so the OS spreads them over the cores
+# and a busy worker no longer delays the API's replies (devstack.topology).
+PROCESS_ROLES = frozenset({"all", "api", "worker"})
 
 
 class SettingsError(ValueError):
@@ -46,6 +53,15 @@ class Settings:
     # "" (no exporter) or "console"; traces are still propagated without one.
     otel_exporter: str
     shutdown_grace_seconds: float
+    process_role: str = "all"
+
+    @property
+    def serves_api(self) -> bool:
+        return self.process_role != "worker"
+
+    @property
+    def runs_work(self) -> bool:
+        return self.process_role != "api"
 
     @property
     def error_domain(self) -> str:
@@ -91,6 +107,9 @@ class Settings:
             raise SettingsError(f"FINTECH_DB_SCHEMA is not an identifier: {schema!r}")
         secrets = env.get("FINTECH_SECRETS_DIR")
         grace = float(env.get("FINTECH_SHUTDOWN_GRACE_SECONDS", "10"))
+        role = env.get("FINTECH_PROCESS_ROLE") or "all"
+        if role not in PROCESS_ROLES:
+            raise SettingsError(f"FINTECH_PROCESS_ROLE must be one of {sorted(PROCESS_ROLES)}")
         if not 0 < grace <= 60:
             raise SettingsError("FINTECH_SHUTDOWN_GRACE_SECONDS must be in (0, 60]")
         return cls(
@@ -112,6 +131,7 @@ class Settings:
             log_level=log_level,
             otel_exporter=exporter,
             shutdown_grace_seconds=grace,
+            process_role=role,
         )
 
 

@@ -58,7 +58,7 @@ async def setup(ctx: ServiceContext, server: grpc.aio.Server) -> list[str]:
             max_concurrent_activities=MAX_CONCURRENT_IMPORT_ACTIVITIES,
         )
 
-    ctx.add_background(worker)
+    ctx.add_worker(worker)
     # The KYC status Score needs, kept locally from the kyc events.
     kyc_consumer = DurableConsumer(
         ctx.db,
@@ -66,7 +66,7 @@ async def setup(ctx: ServiceContext, server: grpc.aio.Server) -> list[str]:
         kyc_projection.consumer_settings(),
         kyc_projection.apply_kyc_event,
     )
-    ctx.add_background(kyc_consumer.run)
+    ctx.add_worker(kyc_consumer.run)
     api.register(server, risk, open_finance)
     return api.service_names()
 

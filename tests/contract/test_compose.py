@@ -18,13 +18,24 @@ import yaml
 from devstack import stack as devstack_stack
 from devstack.compose import COMPOSE_DIR, ENVOY_ACCESS_LOG, ComposeFiles, write_compose_config
 from devstack.edge import EdgeInputs, render_envoy_config
-from devstack.topology import EDGE, INFRA, SERVICES, SIMULATORS, Ports
+from devstack.topology import (
+    EDGE,
+    INFRA,
+    SERVICES,
+    SIMULATORS,
+    WORKER_PROCESSES,
+    Ports,
+    process_role,
+)
 
 REPO = Path(__file__).parents[2]
 COMPOSE = yaml.safe_load((REPO / "compose.yaml").read_text())
 CONTAINERS: dict[str, Any] = COMPOSE["services"]
 PORTS = Ports(base=17000)  # `make run`'s base: compose publishes the same host ports
-PYTHON_CONTAINERS = (*SERVICES, "ratelimit")
+# The edge's upstreams, and the split services' worker processes (no upstream).
+UPSTREAM_CONTAINERS = (*SERVICES, "ratelimit")
+SERVICE_PROCESSES = (*SERVICES, *WORKER_PROCESSES)
+PYTHON_CONTAINERS = (*UPSTREAM_CONTAINERS, *WORKER_PROCESSES)
 # Published port names per container; the metrics ports stay internal.
 PORT_NAMES = {
     "postgres": ("postgres",),
@@ -68,7 +79,12 @@ def published(container: str) -> list[tuple[int, int]]:
 
 
 def test_the_same_parts_as_the_topology() -> None:
-    assert set(CONTAINERS) == {*SERVICES, *INFRA, *EDGE, *(f"sim_{s}" for s in SIMULATORS)}
+    assert set(CONTAINERS) == {
+        *SERVICE_PROCESSES,
+        *INFRA,
+        *EDGE,
+        *(f"sim_{s}" for s in SIMULATORS),
+    }
 
 
 @pytest.mark.parametrize("name", sorted(CONTAINERS))
@@ -78,7 +94,7 @@ def test_every_container_has_a_healthcheck(name: str) -> None:
     assert check["test"][0] in ("CMD", "CMD-SHELL")
 
 
-@pytest.mark.parametrize("name", SERVICES)
+@pytest.mark.parametrize("name", SERVICE_PROCESSES)
 def test_services_wait_for_healthy_infrastructure(name: str) -> None:
     depends = CONTAINERS[name]["depends_on"]
     for needed in ("postgres", "nats", "redis"):
@@ -88,14 +104,15 @@ def test_services_wait_for_healthy_infrastructure(name: str) -> None:
 def test_ratelimit_waits_for_redis_and_envoy_for_everything() -> None:
     assert CONTAINERS["ratelimit"]["depends_on"]["redis"]["condition"] == "service_healthy"
     envoy_deps = CONTAINERS["envoy"]["depends_on"]
-    assert set(envoy_deps) == set(PYTHON_CONTAINERS)
+    assert set(envoy_deps) == set(UPSTREAM_CONTAINERS)
     assert all(d["condition"] == "service_healthy" for d in envoy_deps.values())
 
 
 @pytest.mark.parametrize("name", PYTHON_CONTAINERS)
 def test_python_containers_run_their_module_from_the_one_image(name: str) -> None:
     container = CONTAINERS[name]
-    assert container["command"] == ["python", "-m", f"services.{name}"]
+    module = WORKER_PROCESSES.get(name, name)
+    assert container["command"] == ["python", "-m", f"services.{module}"]
     assert container["build"]["dockerfile"] == "Dockerfile"
     assert (Path(__file__).parents[2] / "Dockerfile").exists()
 
@@ -107,18 +124,31 @@ def test_env_keys_match_the_dev_stack(name: str, monkeypatch: pytest.MonkeyPatch
     assert compose_keys == dev_env_keys(name, monkeypatch)
     # Wiring that only compose needs is namespaced apart from the service settings.
     assert all(k.startswith(("FINTECH_", "COMPOSE_")) for k in env)
-    assert env["FINTECH_SERVICE"] == name
+    assert env["FINTECH_SERVICE"] == WORKER_PROCESSES.get(name, name)
     assert env["FINTECH_GRPC_HOST"] == "0.0.0.0"
     assert int(env["FINTECH_GRPC_PORT"]) == PORTS[name]
     assert int(env["FINTECH_METRICS_PORT"]) == PORTS.metrics(name)
 
 
-@pytest.mark.parametrize("name", SERVICES)
+@pytest.mark.parametrize("name", SERVICE_PROCESSES)
+def test_process_roles_match_the_dev_stack(name: str) -> None:
+    """A split service is an api and a worker container; the rest run both in one."""
+    role = CONTAINERS[name]["environment"]["FINTECH_PROCESS_ROLE"]
+    assert role == process_role(name)
+    if name in WORKER_PROCESSES:
+        # The worker waits for its API container, which has applied the migrations.
+        depends = CONTAINERS[name]["depends_on"]
+        assert depends[WORKER_PROCESSES[name]]["condition"] == "service_healthy"
+        assert CONTAINERS[name]["environment"]["COMPOSE_MIGRATE_ADMIN_URL"] == ""
+
+
+@pytest.mark.parametrize("name", SERVICE_PROCESSES)
 def test_each_service_uses_its_own_role_and_schema(name: str) -> None:
     env = CONTAINERS[name]["environment"]
-    assert env["FINTECH_DATABASE_URL"].startswith(f"postgresql://{name}_svc:")
+    service = WORKER_PROCESSES.get(name, name)
+    assert env["FINTECH_DATABASE_URL"].startswith(f"postgresql://{service}_svc:")
     assert env["FINTECH_DATABASE_URL"].endswith("/fintech")
-    assert env["FINTECH_DB_SCHEMA"] == name
+    assert env["FINTECH_DB_SCHEMA"] == service
     for other in SERVICES:
         assert env[f"FINTECH_TARGET_{other.upper()}"] == f"{other}:{PORTS[other]}"
 
@@ -245,7 +275,7 @@ def test_ratelimit_reads_the_rendered_limits(files: ComposeFiles) -> None:
     assert limits["domain"] == "fintech-edge"
 
 
-@pytest.mark.parametrize("name", SERVICES)
+@pytest.mark.parametrize("name", SERVICE_PROCESSES)
 def test_services_read_the_generated_secrets(name: str, files: ComposeFiles) -> None:
     target = CONTAINERS[name]["environment"]["FINTECH_SECRETS_DIR"]
     mount = binds(name)[target]
@@ -292,7 +322,7 @@ def test_every_cluster_is_a_compose_service_on_its_grpc_port(envoy_config: dict[
                 assert host in CONTAINERS, f"{cluster['name']}: no compose service {host}"
                 assert port == int(CONTAINERS[host]["environment"]["FINTECH_GRPC_PORT"])
                 targets.add(host)
-    assert targets == set(PYTHON_CONTAINERS)
+    assert targets == set(UPSTREAM_CONTAINERS)
 
 
 def test_envoy_listens_on_its_published_ports_on_all_interfaces(

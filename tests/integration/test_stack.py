@@ -18,7 +18,9 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from devstack.contract import load_rpcs
 from devstack.edge import DESCRIPTOR_SET
 from devstack.stack import Stack
-from devstack.topology import SERVICES
+from devstack.topology import SERVICES, WORKER_PROCESSES
+from services.platform.app import WORKER_NICENESS
+from tests.support.processes import port_of, service_pid
 from tests.support.tokens import mint_token
 
 pytestmark = pytest.mark.integration
@@ -73,6 +75,39 @@ def test_reflection_lists_the_full_v1_contract(stack: Stack, service: str) -> No
             check=True,
         ).stdout.split()
         assert {f"{full_name}.{m}" for m in methods} <= set(described)
+
+
+def _niceness(pid: int) -> int:
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return int(stat[stat.rindex(")") + 2 :].split()[16])
+
+
+@pytest.mark.parametrize("worker", sorted(WORKER_PROCESSES))
+def test_split_services_run_their_work_in_a_lower_priority_worker(
+    stack: Stack, worker: str
+) -> None:
+    """A split service's worker serves health and reflection only (its API is the
+    service's own process) and yields the CPU to the API processes."""
+    service = WORKER_PROCESSES[worker]
+    target = f"127.0.0.1:{stack.infra.config.ports[worker]}"
+    with grpc.insecure_channel(target) as channel:
+        resp = health_pb2_grpc.HealthStub(channel).Check(
+            health_pb2.HealthCheckRequest(service=""), timeout=5
+        )
+    assert resp.status == health_pb2.HealthCheckResponse.SERVING
+    listed = subprocess.run(
+        [GRPCURL, "-plaintext", target, "list"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    ).stdout.split()
+    assert "grpc.health.v1.Health" in listed
+    assert not set(_services_of(service)) & set(listed)
+    worker_pid = service_pid(service, stack.infra.config.ports[worker])
+    api_pid = service_pid(service, port_of(stack.grpc_targets[service]))
+    # os.nice is relative to what the stack was started with (a CI runner may be niced).
+    assert _niceness(worker_pid) == min(19, _niceness(api_pid) + WORKER_NICENESS)
 
 
 def test_healthz_over_https_with_the_dev_ca(stack: Stack) -> None:

@@ -21,6 +21,7 @@ from pathlib import Path
 from devstack.infra import grpc_serving
 from devstack.procs import ManagedProcess, ProcessSpec, Supervisor
 from devstack.stack import Stack, service_env
+from devstack.topology import WORKER_PROCESSES
 
 READY_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 15.0
@@ -37,16 +38,17 @@ def port_of(target: str) -> int:
     return int(target.rsplit(":", 1)[1])
 
 
-def service_spec(stack: Stack, service: str, name: str, *, port: int | None = None) -> ProcessSpec:
-    """`python -m services.<service>` as the stack runs it (on `port` when given)."""
-    env = service_env(stack.infra, service)
+def service_spec(stack: Stack, process: str, name: str, *, port: int | None = None) -> ProcessSpec:
+    """A service process as the stack runs it (on `port` when given): `process`
+    is a service or a split service's worker (devstack.topology.WORKER_PROCESSES)."""
+    env = service_env(stack.infra, process)
     if port is not None:
         env["FINTECH_GRPC_PORT"] = str(port)
         env["FINTECH_METRICS_PORT"] = "0"
     target = f"127.0.0.1:{env['FINTECH_GRPC_PORT']}"
     return ProcessSpec(
         name=name,
-        argv=[sys.executable, "-m", f"services.{service}"],
+        argv=[sys.executable, "-m", f"services.{WORKER_PROCESSES.get(process, process)}"],
         env=env,
         cwd=stack.infra.config.root,
         log_path=stack.logs_dir / f"{name}.log",

@@ -1,11 +1,12 @@
 """Chaos: many payouts while the PSP injects errors, duplicate and delayed webhooks,
-and the payments process (API + Temporal worker) is SIGKILLed and restarted
-twice. At the end every payment is terminal, the ledger verifies, each wallet
-was debited exactly its settled payments (never twice, never without the PSP's
-settlement) and no reservation is left open.
+and both payments processes (the API, and the worker that runs the Temporal
+workflows and activities) are SIGKILLed and restarted twice. At the end every
+payment is terminal, the ledger verifies, each wallet was debited exactly its
+settled payments (never twice, never without the PSP's settlement) and no
+reservation is left open.
 
-Runs last in the package (file name): it replaces the stack's payments process
-with one of its own, which it stops at the end. The issue asks for 500
+Runs last in the package (file name): it replaces the stack's payments
+processes with its own, which it stops at the end. The issue asks for 500
 payments; CHAOS_PAYMENTS is what the shared 2-core machine runs in a few minutes.
 """
 
@@ -54,7 +55,7 @@ CONCURRENCY = 24
 
 @dataclass
 class PaymentsProcess(RestartableService):
-    """The stack's payments process, replaced by one we can SIGKILL and restart."""
+    """One of the stack's payments processes, replaced by one we can SIGKILL and restart."""
 
     port: int = 0
 
@@ -62,13 +63,36 @@ class PaymentsProcess(RestartableService):
         sigkill(service_pid("payments", self.port))
 
 
+@dataclass
+class PaymentsProcesses:
+    api: PaymentsProcess
+    worker: PaymentsProcess
+
+    def kill(self) -> None:
+        self.worker.kill()
+        self.api.kill()
+
+    async def start(self) -> None:
+        self.api.start()
+        self.worker.start()
+        await self.api.wait_ready()
+        await self.worker.wait_ready()
+
+
 @pytest.fixture
-def payments_proc(stack: Stack, service_restarts: Supervisor) -> PaymentsProcess:
-    # The last replacement keeps serving after the test (service_restarts).
-    return PaymentsProcess(
-        spec=service_spec(stack, "payments", "payments-chaos"),
-        supervisor=service_restarts,
-        port=port_of(stack.grpc_targets["payments"]),
+def payments_procs(stack: Stack, service_restarts: Supervisor) -> PaymentsProcesses:
+    # The last replacements keep serving after the test (service_restarts).
+    return PaymentsProcesses(
+        api=PaymentsProcess(
+            spec=service_spec(stack, "payments", "payments-chaos"),
+            supervisor=service_restarts,
+            port=port_of(stack.grpc_targets["payments"]),
+        ),
+        worker=PaymentsProcess(
+            spec=service_spec(stack, "payments_worker", "payments-worker-chaos"),
+            supervisor=service_restarts,
+            port=stack.infra.config.ports["payments_worker"],
+        ),
     )
 
 
@@ -99,7 +123,7 @@ async def _state(c: Customer, name: str) -> int:
 
 
 async def test_chaos_payouts_survive_kills_and_psp_faults(
-    stack: Stack, ledger: LedgerClient, psp: Psp, payments_proc: PaymentsProcess
+    stack: Stack, ledger: LedgerClient, psp: Psp, payments_procs: PaymentsProcesses
 ) -> None:
     customers = await new_customers(stack, ledger, CUSTOMERS, FUND)
     await psp.faults(
@@ -111,9 +135,9 @@ async def test_chaos_payouts_survive_kills_and_psp_faults(
         reject_rate=0.05,
         seed=7,
     )
-    payments_proc.kill_original()
-    payments_proc.start()
-    await payments_proc.wait_ready()
+    payments_procs.worker.kill_original()
+    payments_procs.api.kill_original()
+    await payments_procs.start()
 
     rng = random.Random(3)
     jobs = [(customers[i % CUSTOMERS], key()) for i in range(CHAOS_PAYMENTS)]
@@ -129,10 +153,9 @@ async def test_chaos_payouts_survive_kills_and_psp_faults(
     creating = asyncio.gather(*(one(c, k) for c, k in jobs))
     for _ in range(KILLS):
         await asyncio.sleep(4.0)
-        payments_proc.kill()
+        payments_procs.kill()
         await asyncio.sleep(1.0)
-        payments_proc.start()
-        await payments_proc.wait_ready()
+        await payments_procs.start()
     await creating
     assert len(names) == CHAOS_PAYMENTS
     assert len({n for _, n in names}) == CHAOS_PAYMENTS  # one payment per request key

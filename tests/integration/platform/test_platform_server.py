@@ -148,3 +148,80 @@ async def test_serving_auth_metrics_and_graceful_drain(infra, tmp_path: Path) ->
             await asyncio.gather(task, return_exceptions=True)
         await channel.close()
         await redis.aclose()
+
+
+async def _reflected(channel: grpc.aio.Channel) -> set[str]:
+    reflection = reflection_pb2_grpc.ServerReflectionStub(channel)
+    responses = reflection.ServerReflectionInfo(
+        iter([reflection_pb2.ServerReflectionRequest(list_services="")])
+    )
+    return {s.name async for r in responses for s in r.list_services_response.service}
+
+
+@pytest.mark.parametrize("role", ["all", "api", "worker"])
+async def test_process_roles_split_the_api_from_the_work(role: str) -> None:
+    """FINTECH_PROCESS_ROLE: `api` serves the RPCs and runs add_background tasks;
+    `worker` runs add_worker tasks and serves only health and reflection; `all`
+    does both."""
+    settings = Settings.from_env(
+        "ptroles",
+        {
+            "FINTECH_GRPC_PORT": str(free_port()),
+            "FINTECH_METRICS_PORT": "0",
+            "FINTECH_PROCESS_ROLE": role,
+            "FINTECH_SHUTDOWN_GRACE_SECONDS": "1",
+        },
+    )
+    ran: set[str] = set()
+
+    async def echo(
+        request: wrappers_pb2.StringValue, context: grpc.aio.ServicerContext
+    ) -> wrappers_pb2.StringValue:
+        return wrappers_pb2.StringValue(value=request.value)
+
+    def task(name: str):  # type: ignore[no-untyped-def]
+        async def run() -> None:
+            ran.add(name)
+            await asyncio.Event().wait()
+
+        return run
+
+    async def setup(ctx: ServiceContext, server: grpc.aio.Server) -> list[str]:
+        server.add_generic_rpc_handlers([echo_handlers({"Echo": echo})])
+        ctx.add_background(task("background"))
+        ctx.add_worker(task("worker"))
+        return [SERVICE]
+
+    ready: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+    stop = asyncio.Event()
+    serving = asyncio.create_task(
+        serve(settings, setup, stop=stop, policy_lookup=POLICIES, on_ready=ready.set_result)
+    )
+    port = await asyncio.wait_for(ready, 10)
+    channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
+    try:
+        for _ in range(100):  # the tasks start right after the server
+            if ran:
+                break
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.1)
+        expected = {"all": {"background", "worker"}, "api": {"background"}, "worker": {"worker"}}
+        assert ran == expected[role]
+
+        health = health_pb2_grpc.HealthStub(channel)
+        reply = await health.Check(health_pb2.HealthCheckRequest(service=""))
+        assert reply.status == health_pb2.HealthCheckResponse.SERVING
+        names = await _reflected(channel)
+        assert "grpc.health.v1.Health" in names
+        if role == "worker":
+            assert SERVICE not in names
+            with pytest.raises(grpc.aio.AioRpcError) as refused:
+                await stub(channel, "Echo")(wrappers_pb2.StringValue(value="hi"), timeout=5)
+            assert refused.value.code() == grpc.StatusCode.UNIMPLEMENTED
+        else:
+            assert SERVICE in names
+            assert (await stub(channel, "Echo")(wrappers_pb2.StringValue(value="hi"))).value == "hi"
+    finally:
+        stop.set()
+        await asyncio.wait_for(serving, 10)
+        await channel.close()

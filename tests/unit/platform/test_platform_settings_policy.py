@@ -24,6 +24,7 @@ def test_settings_defaults() -> None:
     assert s.db_schema == "identity" and s.error_domain == "identity.fintech.local"
     assert s.jwt_issuer == "https://identity.fintech.local" and s.jwt_audience == "fintech-api"
     assert s.database_url is None and s.secrets_dir is None and s.log_level == "INFO"
+    assert s.process_role == "all" and s.serves_api and s.runs_work
 
 
 def test_settings_read_every_variable() -> None:
@@ -41,12 +42,14 @@ def test_settings_read_every_variable() -> None:
         "FINTECH_JWT_AUDIENCE": "aud",
         "FINTECH_SECRETS_DIR": "/tmp/secrets",
         "FINTECH_LOG_LEVEL": "debug",
+        "FINTECH_PROCESS_ROLE": "worker",
     }
     s = Settings.from_env("kyc", env)
     assert s.grpc_address == "0.0.0.0:27032" and s.metrics_port == 0
     assert s.db_schema == "kyc_test" and s.redis_url and s.nats_url and s.temporal_address
     assert s.secret_path("jwks.json") == Path("/tmp/secrets/jwks.json")
     assert s.log_level == "DEBUG" and (s.jwt_issuer, s.jwt_audience) == ("iss", "aud")
+    assert s.process_role == "worker" and not s.serves_api and s.runs_work
 
 
 @pytest.mark.parametrize(
@@ -57,6 +60,7 @@ def test_settings_read_every_variable() -> None:
         ("kyc", {"FINTECH_GRPC_PORT": "70000"}),
         ("kyc", {"FINTECH_LOG_LEVEL": "LOUD"}),
         ("kyc", {"FINTECH_DB_SCHEMA": "kyc; drop"}),
+        ("kyc", {"FINTECH_GRPC_PORT": "1", "FINTECH_PROCESS_ROLE": "both"}),
         ("Bad-Name", {"FINTECH_GRPC_PORT": "1"}),
     ],
 )
