@@ -53,27 +53,26 @@ def test_every_service_is_serving(stack: Stack, service: str) -> None:
     assert resp.status == health_pb2.HealthCheckResponse.SERVING
 
 
-@pytest.mark.parametrize("service", SERVICES)
-def test_reflection_lists_the_full_v1_contract(stack: Stack, service: str) -> None:
-    target = stack.grpc_targets[service]
-    listed = subprocess.run(
-        [GRPCURL, "-plaintext", target, "list"],
+def _grpcurl_list(target: str, *service: str) -> list[str]:
+    """What `grpcurl list` shows through reflection: services, or one's methods."""
+    return subprocess.run(
+        [GRPCURL, "-plaintext", target, "list", *service],
         capture_output=True,
         text=True,
         timeout=30,
         check=True,
     ).stdout.split()
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_reflection_lists_the_full_v1_contract(stack: Stack, service: str) -> None:
+    target = stack.grpc_targets[service]
+    listed = _grpcurl_list(target)
     expected = _services_of(service)
     assert expected, f"gen/api.binpb has no fintech.{service}.v1 service"
     for full_name, methods in expected.items():
         assert full_name in listed
-        described = subprocess.run(
-            [GRPCURL, "-plaintext", target, "list", full_name],
-            capture_output=True,
-            text=True,
-            timeout=30,
-            check=True,
-        ).stdout.split()
+        described = _grpcurl_list(target, full_name)
         assert {f"{full_name}.{m}" for m in methods} <= set(described)
 
 
@@ -95,13 +94,7 @@ def test_split_services_run_their_work_in_a_lower_priority_worker(
             health_pb2.HealthCheckRequest(service=""), timeout=5
         )
     assert resp.status == health_pb2.HealthCheckResponse.SERVING
-    listed = subprocess.run(
-        [GRPCURL, "-plaintext", target, "list"],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=True,
-    ).stdout.split()
+    listed = _grpcurl_list(target)
     assert "grpc.health.v1.Health" in listed
     assert not set(_services_of(service)) & set(listed)
     worker_pid = service_pid(service, stack.infra.config.ports[worker])
