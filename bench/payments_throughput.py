@@ -8,7 +8,13 @@ customer wallets (user.registered, as identity publishes it), funds them, then:
    simulator at zero latency: open loop at `--rate` for `--seconds`, then
    wait until every payment is terminal;
 3. the same with 200 ms PSP latency on every PSP call;
-4. acceptance p99 through Envoy (HTTPS, JWT, JSON transcoding) at 100
+4. what a payout costs the machine: a closed loop of CreatePayment, every
+   payout settled, the CPU of every process over it (bench/proc_cpu.py, the
+   benchmark runs alone) divided by the payouts, by part of the stack; and
+   the Temporal history events of one payout. `settle_ceiling_per_s` is the
+   rate the machine's cores could settle at that cost; `temporal_cores_at_
+   100_per_s` what Temporal alone would need to settle 100/s;
+5. acceptance p99 through Envoy (HTTPS, JWT, JSON transcoding) at 100
    payments/s, open loop (target < 50 ms), requests sent by Node
    (bench/edgeload.py: the Python generator fell behind at this rate).
 Prints `name: value` lines.
@@ -21,6 +27,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 import time
 import uuid
@@ -28,6 +35,7 @@ from datetime import UTC
 from pathlib import Path
 
 import grpc
+from temporalio.client import Client
 
 sys.path[:0] = [
     str(Path(__file__).resolve().parent.parent),
@@ -36,8 +44,10 @@ sys.path[:0] = [
 
 from bench.edgeload import run_edge_load  # noqa: E402
 from bench.loadgen import bench_stack, open_loop, percentile  # noqa: E402
+from bench.proc_cpu import CpuSnapshot, cpu_by_part  # noqa: E402
 from fintech.payments.v1 import payments_pb2 as P  # noqa: E402
 from fintech.type.v1 import money_pb2  # noqa: E402
+from services.payments.domain.rules import workflow_id  # noqa: E402
 from tests.integration.ledger.ledger_it_support import LedgerClient, wait_serving  # noqa: E402
 from tests.integration.payments.payments_it_support import (  # noqa: E402
     TERMINAL,
@@ -62,6 +72,9 @@ KEY = "ana@example.com"
 POLL_CONCURRENCY = 4
 POLL_INTERVAL_S = 3.0
 MAX_LIST_PAGES = 50  # 5,000 payments per customer: far more than a run makes
+CPU_PHASE_SECONDS = 5.0
+CPU_PARTS_SHOWN = 12  # the biggest; the rest is in the machine total
+TEMPORAL_RATE = 100.0  # the acceptance target's rate, for temporal_cores_at_100_per_s
 
 
 def _payment() -> P.Payment:
@@ -86,10 +99,10 @@ async def _create(c: Customer) -> tuple[str, float] | None:
 
 
 async def accepted_per_second(
-    customers: list[Customer],
+    customers: list[Customer], seconds: float = CLOSED_LOOP_SECONDS
 ) -> tuple[float, list[tuple[Customer, str, float]]]:
     made: list[tuple[Customer, str, float]] = []
-    end = time.perf_counter() + CLOSED_LOOP_SECONDS
+    end = time.perf_counter() + seconds
 
     async def worker(i: int) -> None:
         n = 0
@@ -214,6 +227,28 @@ def _ms(values: list[float], p: float) -> str:
     return f"{percentile(values, p):.1f}" if values else "n/a"
 
 
+async def cpu_per_payout(customers: list[Customer], temporal_address: str) -> None:
+    """Phase 4: the machine's CPU per payout, accepted and settled, by part."""
+    before = CpuSnapshot.take()
+    _, made = await accepted_per_second(customers, CPU_PHASE_SECONDS)
+    _, _, failed = await settle_all(made)
+    machine_s, parts = cpu_by_part(before, CpuSnapshot.take())
+    n = len(made)
+    per_payout_ms = machine_s / n * 1000
+    print(f"cpu_phase_payouts: {n} ({failed} failed)")
+    print(f"cpu_per_payout_ms: {per_payout_ms:.1f}")
+    for part, cpu_s in sorted(parts.items(), key=lambda kv: -kv[1])[:CPU_PARTS_SHOWN]:
+        print(f"cpu_per_payout_ms_{part}: {cpu_s / n * 1000:.1f}")
+    cores = os.cpu_count() or 1
+    print(f"settle_ceiling_per_s: {cores * 1000 / per_payout_ms:.1f} (all {cores} cores)")
+    temporal_ms = parts.get("temporal", 0.0) / n * 1000
+    print(f"temporal_cores_at_100_per_s: {temporal_ms * TEMPORAL_RATE / 1000:.2f}")
+    client = await Client.connect(temporal_address)
+    payment_id = uuid.UUID(made[0][1].removeprefix("payments/"))
+    history = await client.get_workflow_handle(workflow_id(payment_id)).fetch_history()
+    print(f"temporal_history_events_per_payout: {len(history.events)}")
+
+
 async def run(rate: float, seconds: float) -> None:
     with bench_stack(BENCH_PROFILE, BENCH_PORT_BASE) as bench:
         stack = bench.stack
@@ -245,6 +280,7 @@ async def run(rate: float, seconds: float) -> None:
             print(f"{label}_request_to_settled_p99_ms: {_ms(lat, 99)}")
             print(f"{label}_failed: {failed}")
         await psp.clear()
+        await cpu_per_payout(customers, stack.infra.temporal_address)
 
         edge, errors, statuses = edge_acceptance(
             stack.https_url, stack.ca_file, stack.secrets_dir, customers
