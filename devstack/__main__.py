@@ -24,6 +24,7 @@ from devstack.compose import write_compose_config
 from devstack.infra import InfraHandle, StackConfig, open_infra
 from devstack.procs import AlreadyRunning, StartupError, log_tail
 from devstack.stack import Stack, StackHandle, start_stack
+from devstack.topology import WORKER_PROCESSES
 
 UP_TIMEOUT_S = 300.0
 DOWN_TIMEOUT_S = 120.0
@@ -62,6 +63,10 @@ def print_endpoints(stack: Stack) -> None:
         f"dev CA certificate:      {stack.ca_file}",
     ]
     lines += [f"grpc {name + ':':<20}{target}" for name, target in stack.grpc_targets.items()]
+    lines += [
+        f"grpc {name + ':':<20}127.0.0.1:{infra.config.ports[name]}  (health and reflection only)"
+        for name in WORKER_PROCESSES
+    ]
     lines += [f"{'sim ' + name + ':':<25}{url}" for name, url in stack.simulator_urls.items()]
     lines += [
         f"grpc ratelimit:          {stack.ratelimit_target}",
