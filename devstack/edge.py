@@ -28,6 +28,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import grpc
 import yaml
 
 from devstack.contract import Rpc, edge_rpcs, load_rpcs, transcoded_services
@@ -63,7 +64,7 @@ class LocalReply:
     """How Envoy answers one kind of its own replies: a google.rpc.Status."""
 
     status: int  # the HTTP status Envoy chose
-    code: int  # google.rpc.Code of the body
+    code: grpc.StatusCode  # the body's google.rpc.Code
     reason: str  # ErrorInfo.reason: what a client acts on
     cause: str = ""  # only when Envoy's response code details contain this
     becomes: int = 0  # the HTTP status sent instead, when not `status`
@@ -75,22 +76,22 @@ class LocalReply:
 # locally, and the services' own replies are not local replies. An expired
 # token is told apart because the client should refresh it, not log in again.
 LOCAL_REPLIES = (
-    LocalReply(403, 16, "TOKEN_INVALID", becomes=401),
-    LocalReply(401, 16, "TOKEN_MISSING", cause="Jwt_is_missing"),
-    LocalReply(401, 16, "TOKEN_EXPIRED", cause="Jwt_is_expired"),
-    LocalReply(401, 16, "TOKEN_INVALID"),
-    LocalReply(429, 8, "RATE_LIMITED"),
-    LocalReply(404, 5, "NOT_FOUND"),
-    LocalReply(400, 3, "INVALID_ARGUMENT"),
-    LocalReply(413, 3, "REQUEST_TOO_LARGE"),
-    LocalReply(503, 14, "UNAVAILABLE"),
-    LocalReply(504, 4, "DEADLINE_EXCEEDED"),
+    LocalReply(403, grpc.StatusCode.UNAUTHENTICATED, "TOKEN_INVALID", becomes=401),
+    LocalReply(401, grpc.StatusCode.UNAUTHENTICATED, "TOKEN_MISSING", cause="Jwt_is_missing"),
+    LocalReply(401, grpc.StatusCode.UNAUTHENTICATED, "TOKEN_EXPIRED", cause="Jwt_is_expired"),
+    LocalReply(401, grpc.StatusCode.UNAUTHENTICATED, "TOKEN_INVALID"),
+    LocalReply(429, grpc.StatusCode.RESOURCE_EXHAUSTED, "RATE_LIMITED"),
+    LocalReply(404, grpc.StatusCode.NOT_FOUND, "NOT_FOUND"),
+    LocalReply(400, grpc.StatusCode.INVALID_ARGUMENT, "INVALID_ARGUMENT"),
+    LocalReply(413, grpc.StatusCode.INVALID_ARGUMENT, "REQUEST_TOO_LARGE"),
+    LocalReply(503, grpc.StatusCode.UNAVAILABLE, "UNAVAILABLE"),
+    LocalReply(504, grpc.StatusCode.DEADLINE_EXCEEDED, "DEADLINE_EXCEEDED"),
 )
 CEL_FILTER_TYPE = (
     "type.googleapis.com/envoy.extensions.access_loggers.filters.cel.v3.ExpressionFilter"
 )
 # Any other reply Envoy makes itself.
-OTHER_LOCAL_REPLY = LocalReply(0, 2, "EDGE_ERROR")
+OTHER_LOCAL_REPLY = LocalReply(0, grpc.StatusCode.UNKNOWN, "EDGE_ERROR")
 
 
 @dataclass(frozen=True)
@@ -305,7 +306,7 @@ def _status_body(reply: LocalReply) -> dict[str, object]:
     """The JSON body format: Envoy's message, and its response code details as the cause."""
     return {
         "json_format": {
-            "code": reply.code,
+            "code": reply.code.value[0],
             "message": "%LOCAL_REPLY_BODY%",
             "details": [
                 {

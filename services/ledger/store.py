@@ -158,17 +158,12 @@ async def load_batch(
         )
         transfers_cur = await conn.execute(_TRANSFERS, (array_literal(transfer_ids), due_limit))
     seq, head_hash, now, schema = await _one(head_cur)
-    records: StoredRecords = {}
-    if records_cur is not None:
-        for (
-            subject,
-            method,
-            key,
-            request_hash,
-            response,
-            response_type,
-        ) in await records_cur.fetchall():
-            records[(subject, method, key)] = (bytes(request_hash), bytes(response), response_type)
+    records: StoredRecords = {
+        (subject, method, key): (bytes(request_hash), bytes(response), response_type)
+        for subject, method, key, request_hash, response, response_type in (
+            await records_cur.fetchall() if records_cur is not None else []
+        )
+    }
     transfers = {row[0]: transfer_from_row(row) for row in await transfers_cur.fetchall()}
     return Loaded(Head(int(seq), bytes(head_hash), now, schema), records, transfers)
 

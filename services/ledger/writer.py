@@ -146,10 +146,15 @@ class LedgerWriter:
         return await job.future
 
     async def run(self) -> None:
-        """The writer loop: forever take a batch, apply it, complete its futures."""
-        while True:
-            jobs = await self._take()
-            await self._process(jobs)
+        """The writer loop: forever take a batch, apply it, complete its futures.
+        Its connection closes when the loop ends (shutdown cancels it once the
+        server has drained; a crash restarts it with a new connection)."""
+        try:
+            while True:
+                jobs = await self._take()
+                await self._process(jobs)
+        finally:
+            await self.db.close()
 
     async def run_expiry_ticker(self, interval: float = EXPIRY_INTERVAL_SECONDS) -> None:
         """Background: queue an expiry job every `interval` (one at a time)."""

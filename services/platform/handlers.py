@@ -9,6 +9,7 @@ wrapper shape fits all four RPC kinds.
 from __future__ import annotations
 
 import abc
+import functools
 import inspect
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -130,7 +131,7 @@ class AroundInterceptor(grpc.aio.ServerInterceptor):
         # method is the same object each time (the servicer's, or the next
         # interceptor's cached wrapper), so its wrapper is built once, not per
         # call; a different inner handler is wrapped anew.
-        cache = self._wrapped_handlers()
+        cache = self._wrapped
         cached = cache.get(method)
         if cached is not None and cached[0] is handler:
             return cached[1]
@@ -143,12 +144,11 @@ class AroundInterceptor(grpc.aio.ServerInterceptor):
             cache[method] = (handler, wrapped)
         return wrapped
 
-    def _wrapped_handlers(self) -> dict[str, tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler]]:
-        # Created on first use: subclasses need not call a base __init__.
-        try:
-            return self.__dict__["_wrapped"]  # type: ignore[no-any-return]
-        except KeyError:
-            return self.__dict__.setdefault("_wrapped", {})  # type: ignore[no-any-return]
+    @functools.cached_property
+    def _wrapped(self) -> dict[str, tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler]]:
+        # method -> (inner handler, its wrapper). Created on first use, so
+        # subclasses need not call a base __init__.
+        return {}
 
     @abc.abstractmethod
     async def around(
