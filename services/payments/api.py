@@ -16,6 +16,12 @@ from fintech.payments.v1 import payments_pb2 as P
 from fintech.payments.v1 import payments_pb2_grpc
 from services.payments import store, wire
 from services.payments.domain import webhooks
+from services.payments.domain.bank_account import (
+    OUR_BANK_CODE,
+    OUR_BRANCH,
+    OUR_ISPB,
+    format_account,
+)
 from services.payments.domain.rules import charge_id_for, payment_id_for
 from services.payments.service import PaymentInput, PaymentsService, _user_id, validate_payment
 from services.platform.auth import current_principal, require_role
@@ -210,6 +216,19 @@ class PaymentsApi(payments_pb2_grpc.PaymentsServiceServicer):
         self, request: P.GetPaymentLimitsRequest, context: Context
     ) -> P.PaymentLimits:
         return _limits(*await self._s.get_limits(request.name))
+
+    async def GetBankAccount(
+        self, request: P.GetBankAccountRequest, context: Context
+    ) -> P.BankAccount:
+        user_id, number = await self._s.get_bank_account(request.name)
+        return P.BankAccount(
+            name=f"users/{user_id}/bankAccount",
+            bank_code=OUR_BANK_CODE,
+            ispb=OUR_ISPB,
+            branch=OUR_BRANCH,
+            account_number=format_account(number),
+            account_type=P.BANK_ACCOUNT_TYPE_PAYMENT,
+        )
 
     async def UpdatePaymentLimits(
         self, request: P.UpdatePaymentLimitsRequest, context: Context

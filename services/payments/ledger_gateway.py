@@ -191,6 +191,15 @@ class LedgerGateway:
         return str(reply.name)
 
 
+def on_us_legs(wallet: str, payee_wallet: str, amount: int, fee: int, method: str) -> list[Leg]:
+    """Wallet to wallet at once (POSTED), with our fee linked: both or neither."""
+    code = f"{method}_ON_US"
+    legs = [Leg("on_us", wallet, payee_wallet, amount, L.TRANSFER_KIND_POSTED, code=code)]
+    if fee:
+        legs.append(Leg("on_us_fee", wallet, FEE_REVENUE_ACCOUNT, fee, L.TRANSFER_KIND_POSTED))
+    return legs
+
+
 def reserve_legs(wallet: str, amount: int, fee: int) -> list[Leg]:
     legs = [Leg("reserve", wallet, PSP_CLEARING_ACCOUNT, amount, L.TRANSFER_KIND_PENDING)]
     if fee:

@@ -24,9 +24,16 @@ from fintech.ledger.v1 import ledger_pb2
 from services.brazil.documents import normalize_cnpj, normalize_cpf
 from services.payments import store, wire
 from services.payments.domain import brcode, webhooks
+from services.payments.domain.bank_account import (
+    OUR_BRANCH,
+    is_our_bank,
+    is_our_branch,
+    parse_account,
+)
 from services.payments.domain.pix import KeyType, normalize_key, txid_for
 from services.payments.domain.rules import (
     DEFAULT_LIMITS,
+    FEES,
     MAX_AMOUNT_MINOR,
     MAX_DESCRIPTION,
     Limits,
@@ -126,6 +133,12 @@ def validate_payment(
         problems.append(("payment.amount.currency_code", "only BRL is supported"))
     if not 0 < amount <= MAX_AMOUNT_MINOR:
         problems.append(("payment.amount.minor_units", f"must be within 1..{MAX_AMOUNT_MINOR}"))
+    elif 0 < amount <= FEES.get(method, 0):
+        # A transfer that would cost more in fee than it moves is almost
+        # certainly a mistake (centavos typed as reais); refuse it plainly.
+        problems.append(
+            ("payment.amount.minor_units", f"must be more than the {method} fee, {FEES[method]}")
+        )
     if len(description) > MAX_DESCRIPTION:
         problems.append(("payment.description", f"at most {MAX_DESCRIPTION} characters"))
     instrument: dict[str, Any] = {}
@@ -157,6 +170,21 @@ def validate_payment(
             for name, pattern, what in checks:
                 if not pattern.fullmatch(str(bank.get(name, ""))):
                     problems.append((f"payment.bank_account.{name}", what))
+            if is_our_bank(str(bank.get("bank_code", ""))):
+                # One of our own accounts (TED on-us): we know our branch and
+                # our check digits, so a typo is refused here, not paid to
+                # nobody later.
+                branch = str(bank.get("branch", ""))
+                if _BRANCH.fullmatch(branch) and not is_our_branch(branch):
+                    problems.append(("payment.bank_account.branch", f"our branch is {OUR_BRANCH}"))
+                typed = str(bank.get("account_number", ""))
+                if _ACCOUNT.fullmatch(typed) and parse_account(typed) is None:
+                    problems.append(
+                        (
+                            "payment.bank_account.account_number",
+                            "not one of our account numbers (9 digits and a matching check digit)",
+                        )
+                    )
             if bank.get("account_type") not in ("CHECKING", "SAVINGS", "PAYMENT"):
                 problems.append(("payment.bank_account.account_type", "required"))
             holder = str(bank.get("holder_name", "")).strip()
@@ -538,7 +566,7 @@ class PaymentsService:
     # --- limits ------------------------------------------------------------------------
 
     async def get_limits(self, name: str) -> tuple[str, Limits, int]:
-        user_id = self._limits_user(name)
+        user_id = self._singleton_owner(name, "paymentLimits")
         self._require_access(user_id)
         async with self._db.transaction() as conn:
             limits = await self._limits(conn, user_id)
@@ -549,7 +577,7 @@ class PaymentsService:
         self, name: str, per_payment: int, daily: int, nightly: int, reason: str
     ) -> tuple[str, Limits, int]:
         principal = require_role("backoffice")
-        user_id = self._limits_user(name)
+        user_id = self._singleton_owner(name, "paymentLimits")
         problems = [
             (f"payment_limits.{f}.minor_units", f"must be within 1..{MAX_AMOUNT_MINOR}")
             for f, v in (
@@ -581,15 +609,35 @@ class PaymentsService:
         return await self.get_limits(name)
 
     @staticmethod
-    def _limits_user(name: str) -> str:
-        m = re.fullmatch(r"users/([^/]{1,64})/paymentLimits", name)
+    def _singleton_owner(name: str, singleton: str) -> str:
+        """The user of `users/{user}/{singleton}` (`me`: the caller)."""
+        m = re.fullmatch(rf"users/([^/]{{1,64}})/{singleton}", name)
         if m is None:
+            shape = f"users/{{user}}/{singleton}"
+            problem = f"must be {shape}"
             raise invalid_argument(
-                "INVALID_ARGUMENT",
-                "name must be users/{user}/paymentLimits",
-                violations=[("name", "must be users/{user}/paymentLimits")],
+                "INVALID_ARGUMENT", f"name {problem}", violations=[("name", problem)]
             )
         return current_principal().subject if m.group(1) == "me" else m.group(1)
+
+    # --- bank account (TED on-us) ----------------------------------------------------
+
+    async def get_bank_account(self, name: str) -> tuple[str, int]:
+        """The owner and number of `users/{user}/bankAccount`. Only the owner
+        (or the backoffice) may read it; only the owner's first read assigns
+        it, so the backoffice looking does not open accounts."""
+        user_id = self._singleton_owner(name, "bankAccount")
+        principal = self._require_access(user_id)
+        if principal.subject != user_id:
+            async with self._db.transaction() as conn:
+                number = await store.bank_account_of(conn, user_id)
+            if number is None:
+                raise not_found("BANK_ACCOUNT_NOT_FOUND", "the customer has not asked for one yet")
+            return user_id, number
+        if await self._ledger.wallet_of(user_id) is None:
+            raise failed_precondition("WALLET_NOT_FOUND", "the customer has no wallet")
+        async with self._db.transaction() as conn:
+            return user_id, await store.bank_account_number(conn, user_id)
 
     # --- PIX charges -------------------------------------------------------------------
 

@@ -379,6 +379,44 @@ async def used_on(conn: AsyncConnection, user_id: str, day: date) -> int:
     return int(value or 0)
 
 
+# ---------------------------------------------------------------- bank accounts
+
+
+async def bank_account_number(conn: AsyncConnection, user_id: str) -> int:
+    """The customer's account number, assigned from the sequence on first use."""
+    number = await conn.scalar(
+        text(
+            "WITH ins AS (INSERT INTO bank_accounts (user_id, number)"
+            "  SELECT :u, nextval('bank_account_numbers')"
+            "  WHERE NOT EXISTS (SELECT 1 FROM bank_accounts WHERE user_id = :u)"
+            "  ON CONFLICT (user_id) DO NOTHING RETURNING number)"
+            " SELECT number FROM ins UNION ALL"
+            " SELECT number FROM bank_accounts WHERE user_id = :u"
+        ),
+        {"u": user_id},
+    )
+    if number is None:
+        # A concurrent first call inserted it after this statement's snapshot
+        # was taken: it has committed (ON CONFLICT waited for it), so a new
+        # statement sees it.
+        number = await bank_account_of(conn, user_id)
+    assert number is not None, user_id
+    return int(number)
+
+
+async def bank_account_of(conn: AsyncConnection, user_id: str) -> int | None:
+    number = await conn.scalar(
+        text("SELECT number FROM bank_accounts WHERE user_id = :u"), {"u": user_id}
+    )
+    return None if number is None else int(number)
+
+
+async def bank_account_owner(conn: AsyncConnection, number: int) -> str | None:
+    return await conn.scalar(
+        text("SELECT user_id FROM bank_accounts WHERE number = :n"), {"n": number}
+    )
+
+
 # ---------------------------------------------------------------- PIX charges
 
 

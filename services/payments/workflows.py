@@ -31,6 +31,7 @@ with workflow.unsafe.imports_passed_through():
 
     from fintech.ledger.v1 import ledger_pb2
     from services.payments import store, wire
+    from services.payments.domain.bank_account import OUR_ISPB, is_our_bank, parse_account
     from services.payments.domain.rules import external_reference
     from services.payments.domain.states import State, can_transition
     from services.payments.ledger_gateway import (
@@ -38,6 +39,7 @@ with workflow.unsafe.imports_passed_through():
         LedgerGateway,
         LedgerRefusedError,
         Leg,
+        on_us_legs,
         post_legs,
         reserve_legs,
         void_legs,
@@ -53,7 +55,6 @@ log = logging.getLogger(__name__)
 TASK_QUEUE = "payments"
 PAYOUT_WORKFLOW = "payments.payout"
 CARD_WORKFLOW = "payments.card"
-OUR_ISPB = "12345678"
 
 ACTIVITY_TIMEOUT = timedelta(seconds=20)
 # The payment commits before its workflow starts (starter.py), so the first
@@ -305,7 +306,13 @@ class PaymentActivities:
             return {"outcome": "continue", "on_us": False, "counterparty_wallet": ""}
         await self._step(payment_id, "validate")
         outcome: dict[str, Any] = {"outcome": "continue", "on_us": False, "counterparty_wallet": ""}
-        if row.method == "PIX" and row.direction == "OUTBOUND":
+        if row.direction != "OUTBOUND" or row.method not in ("PIX", "TED"):
+            await self._step(payment_id, "validate", "SUCCEEDED")
+            return outcome
+        # Who receives: one of our customers (on-us) or another institution's.
+        recipient = ""
+        public: dict[str, Any] = {}
+        if row.method == "PIX":
             key = str(self._instrument(row)["key"])
             try:
                 entry = await self._psp.lookup_key(key)
@@ -317,29 +324,40 @@ class PaymentActivities:
                 )
                 return outcome
             public = {"recipient_name": entry.name, "recipient_ispb": entry.ispb}
-            on_us = entry.ispb == OUR_ISPB and bool(entry.account)
-            counterparty_wallet = ""
-            if on_us:
-                if entry.account == row.user_id:
+            if entry.ispb == OUR_ISPB:
+                recipient = entry.account
+        else:
+            bank = self._instrument(row)
+            if is_our_bank(str(bank["bank_code"])):
+                number = parse_account(str(bank["account_number"]))
+                assert number is not None, "CreatePayment checked our account numbers"
+                async with self._db.transaction() as conn:
+                    recipient = await store.bank_account_owner(conn, number) or ""
+                if not recipient:
                     outcome["outcome"] = await self._fail(
-                        payment_id, "SAME_ACCOUNT", "a payment to oneself", "validate"
+                        payment_id, "RECIPIENT_NOT_FOUND", "no customer has the account", "validate"
                     )
                     return outcome
-                counterparty_wallet = await self._ledger.wallet_of(entry.account) or ""
-                if not counterparty_wallet:
-                    outcome["outcome"] = await self._fail(
-                        payment_id, "RECIPIENT_NOT_FOUND", "no wallet for the key", "validate"
-                    )
-                    return outcome
+                public = {"recipient_ispb": OUR_ISPB}
+        counterparty_wallet = ""
+        if recipient:
+            if recipient == row.user_id:
+                outcome["outcome"] = await self._fail(
+                    payment_id, "SAME_ACCOUNT", "a payment to oneself", "validate"
+                )
+                return outcome
+            counterparty_wallet = await self._ledger.wallet_of(recipient) or ""
+            if not counterparty_wallet:
+                outcome["outcome"] = await self._fail(
+                    payment_id, "RECIPIENT_NOT_FOUND", "the recipient has no wallet", "validate"
+                )
+                return outcome
+        if public:
             async with self._db.transaction() as conn:
                 await store.set_counterparty(
-                    conn,
-                    row.id,
-                    on_us=on_us,
-                    counterparty=entry.account if on_us else "",
-                    public=public,
+                    conn, row.id, on_us=bool(recipient), counterparty=recipient, public=public
                 )
-            outcome["on_us"], outcome["counterparty_wallet"] = on_us, counterparty_wallet
+        outcome["on_us"], outcome["counterparty_wallet"] = bool(recipient), counterparty_wallet
         await self._step(payment_id, "validate", "SUCCEEDED")
         return outcome
 
@@ -357,18 +375,9 @@ class PaymentActivities:
         try:
             await self._ledger.apply(
                 row.id,
-                [
-                    Leg(
-                        "on_us",
-                        wallet,
-                        counterparty_wallet,
-                        row.amount,
-                        ledger_pb2.TRANSFER_KIND_POSTED,
-                        code="PIX_ON_US",
-                    )
-                ],
+                on_us_legs(wallet, counterparty_wallet, row.amount, row.fee, row.method),
                 external_reference=external_reference(row.id),
-                description=row.description or "PIX",
+                description=row.description or row.method,
             )
         except LedgerRefusedError as exc:
             return await self._fail(payment_id, exc.reason, exc.message, "transfer")

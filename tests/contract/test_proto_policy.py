@@ -30,6 +30,7 @@ MOBILE_ROUTES = [
     ("get", "/v1/payments"),
     ("post", "/v1/payments/0b6a1f4e:cancel"),
     ("post", "/v1/pix/charges"),
+    ("get", "/v1/users/me/bankAccount"),
     ("post", "/v1/kyc/documents"),
     ("get", "/v1/kyc/status"),
     ("post", "/v1/kyc/submissions"),

@@ -8,6 +8,7 @@ JSON mapping shows up as a failing diff, not as a broken app.
 from __future__ import annotations
 
 import re
+import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -15,7 +16,7 @@ from typing import Any
 import pytest
 
 from devstack.stack import Stack
-from tests.integration.edge import EdgeClient, fresh_cpf
+from tests.integration.edge import EdgeClient, error_reason, fresh_cpf
 
 pytestmark = pytest.mark.integration
 
@@ -111,6 +112,27 @@ def test_list_with_query_parameters_and_empty_page_token(client: EdgeClient) -> 
             }
         ],
         "next_page_token": "",
+    }
+
+
+def test_bank_account_details_as_the_app_reads_them(client: EdgeClient) -> None:
+    session, _ = client.signed_up()
+    # The ledger opens the wallet from `user.registered`, asynchronously.
+    for _ in range(100):
+        response = client.request("GET", "/v1/users/me/bankAccount", token=session.access_token)
+        if response.status_code != 400 or error_reason(response) != "WALLET_NOT_FOUND":
+            break
+        time.sleep(0.1)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert re.fullmatch(r"[0-9]{9}-[0-9X]", body["account_number"]), body
+    assert normalise(body | {"account_number": "<number>"}) == {
+        "name": "users/<uuid>/bankAccount",
+        "bank_code": "999",
+        "ispb": "12345678",
+        "branch": "0001",
+        "account_number": "<number>",
+        "account_type": "BANK_ACCOUNT_TYPE_PAYMENT",
     }
 
 

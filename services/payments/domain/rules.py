@@ -85,6 +85,7 @@ def transfer_id(payment_id: uuid.UUID, purpose: str) -> uuid.UUID:
         "void",
         "void_fee",
         "on_us",
+        "on_us_fee",
         "credit",
         "refund_reserve",
         "refund_post",

@@ -101,14 +101,16 @@ class PaymentsClient:
             timeout=CALL_TIMEOUT_S,
         )
 
-    async def pay_ted(self, amount: int) -> P.Payment:
+    async def pay_ted(
+        self, amount: int, bank_code: str = "341", branch: str = "1234", account: str = "56789-0"
+    ) -> P.Payment:
         payment = P.Payment(
             method=P.PAYMENT_METHOD_TED,
             amount=brl(amount),
             bank_account=P.BankAccountDestination(
-                bank_code="341",
-                branch="1234",
-                account_number="56789-0",
+                bank_code=bank_code,
+                branch=branch,
+                account_number=account,
                 account_type=P.BANK_ACCOUNT_TYPE_CHECKING,
                 holder_name="Joao Pereira",
                 holder_document="52998224725",

@@ -133,7 +133,17 @@ def test_fees_and_ids() -> None:
     assert fee_for("PIX", 100) == 0 and fee_for("TED", 10_000) == 390
     a = payment_id_for("u1", "k1")
     assert a == payment_id_for("u1", "k1") != payment_id_for("u2", "k1")
-    purposes = ("reserve", "reserve_fee", "post", "post_fee", "void", "void_fee", "on_us", "credit")
+    purposes = (
+        "reserve",
+        "reserve_fee",
+        "post",
+        "post_fee",
+        "void",
+        "void_fee",
+        "on_us",
+        "on_us_fee",
+        "credit",
+    )
     assert len({transfer_id(a, p) for p in purposes}) == len(purposes)
     # One credit per returned payout's devolução: the same id each time it is
     # notified, another for another return or another payment.

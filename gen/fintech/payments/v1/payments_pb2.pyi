@@ -1021,6 +1021,72 @@ class GetPaymentLimitsRequest(_message.Message):
 Global___GetPaymentLimitsRequest: _TypeAlias = GetPaymentLimitsRequest  # noqa: Y015
 
 @_typing.final
+class BankAccount(_message.Message):
+    """A customer's bank account details for receiving a TED (singleton). A TED
+    from one of our customers to these details settles on-us, at once.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    BANK_CODE_FIELD_NUMBER: _builtins.int
+    ISPB_FIELD_NUMBER: _builtins.int
+    BRANCH_FIELD_NUMBER: _builtins.int
+    ACCOUNT_NUMBER_FIELD_NUMBER: _builtins.int
+    ACCOUNT_TYPE_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """`users/{user}/bankAccount`."""
+    bank_code: _builtins.str
+    """Our COMPE bank code (3 digits)."""
+    ispb: _builtins.str
+    """Our ISPB (8 digits)."""
+    branch: _builtins.str
+    """Branch (agência)."""
+    account_number: _builtins.str
+    """Account number with its check digit, e.g. "000001234-8"."""
+    account_type: Global___BankAccountType.ValueType
+    """Always BANK_ACCOUNT_TYPE_PAYMENT (conta de pagamento)."""
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        bank_code: _builtins.str = ...,
+        ispb: _builtins.str = ...,
+        branch: _builtins.str = ...,
+        account_number: _builtins.str = ...,
+        account_type: Global___BankAccountType.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_number", b"account_number", "account_type", b"account_type", "bank_code", b"bank_code", "branch", b"branch", "ispb", b"ispb", "name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___BankAccount: _TypeAlias = BankAccount  # noqa: Y015
+
+@_typing.final
+class GetBankAccountRequest(_message.Message):
+    """Request of GetBankAccount."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """`users/{user}/bankAccount` (`users/me/bankAccount` allowed)."""
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetBankAccountRequest: _TypeAlias = GetBankAccountRequest  # noqa: Y015
+
+@_typing.final
 class UpdatePaymentLimitsRequest(_message.Message):
     """Request of UpdatePaymentLimits."""
 

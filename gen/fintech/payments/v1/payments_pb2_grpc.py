@@ -99,6 +99,11 @@ class PaymentsServiceStub:
                 request_serializer=fintech_dot_payments_dot_v1_dot_payments__pb2.GetPaymentLimitsRequest.SerializeToString,
                 response_deserializer=fintech_dot_payments_dot_v1_dot_payments__pb2.PaymentLimits.FromString,
                 _registered_method=True)
+        self.GetBankAccount = channel.unary_unary(
+                '/fintech.payments.v1.PaymentsService/GetBankAccount',
+                request_serializer=fintech_dot_payments_dot_v1_dot_payments__pb2.GetBankAccountRequest.SerializeToString,
+                response_deserializer=fintech_dot_payments_dot_v1_dot_payments__pb2.BankAccount.FromString,
+                _registered_method=True)
         self.UpdatePaymentLimits = channel.unary_unary(
                 '/fintech.payments.v1.PaymentsService/UpdatePaymentLimits',
                 request_serializer=fintech_dot_payments_dot_v1_dot_payments__pb2.UpdatePaymentLimitsRequest.SerializeToString,
@@ -215,6 +220,15 @@ class PaymentsServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetBankAccount(self, request, context):
+        """Returns the caller's own bank account details (agência and conta), to
+        receive a TED from another of our customers. The number is assigned on
+        the first call and never changes.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def UpdatePaymentLimits(self, request, context):
         """Changes a user's limits.
         """
@@ -309,6 +323,11 @@ def add_PaymentsServiceServicer_to_server(servicer, server):
                     servicer.GetPaymentLimits,
                     request_deserializer=fintech_dot_payments_dot_v1_dot_payments__pb2.GetPaymentLimitsRequest.FromString,
                     response_serializer=fintech_dot_payments_dot_v1_dot_payments__pb2.PaymentLimits.SerializeToString,
+            ),
+            'GetBankAccount': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetBankAccount,
+                    request_deserializer=fintech_dot_payments_dot_v1_dot_payments__pb2.GetBankAccountRequest.FromString,
+                    response_serializer=fintech_dot_payments_dot_v1_dot_payments__pb2.BankAccount.SerializeToString,
             ),
             'UpdatePaymentLimits': grpc.unary_unary_rpc_method_handler(
                     servicer.UpdatePaymentLimits,
@@ -638,6 +657,33 @@ class PaymentsService:
             '/fintech.payments.v1.PaymentsService/GetPaymentLimits',
             fintech_dot_payments_dot_v1_dot_payments__pb2.GetPaymentLimitsRequest.SerializeToString,
             fintech_dot_payments_dot_v1_dot_payments__pb2.PaymentLimits.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetBankAccount(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fintech.payments.v1.PaymentsService/GetBankAccount',
+            fintech_dot_payments_dot_v1_dot_payments__pb2.GetBankAccountRequest.SerializeToString,
+            fintech_dot_payments_dot_v1_dot_payments__pb2.BankAccount.FromString,
             options,
             channel_credentials,
             insecure,

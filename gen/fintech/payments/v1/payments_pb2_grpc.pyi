@@ -73,6 +73,11 @@ class PaymentsServiceStub:
     """Removes an unpaid PIX charge (REMOVIDA_PELO_USUARIO_RECEBEDOR)."""
     GetPaymentLimits: _grpc.UnaryUnaryMultiCallable[_payments_pb2.GetPaymentLimitsRequest, _payments_pb2.PaymentLimits]
     """Returns the caller's payment limits and what is left today."""
+    GetBankAccount: _grpc.UnaryUnaryMultiCallable[_payments_pb2.GetBankAccountRequest, _payments_pb2.BankAccount]
+    """Returns the caller's own bank account details (agência and conta), to
+    receive a TED from another of our customers. The number is assigned on
+    the first call and never changes.
+    """
     UpdatePaymentLimits: _grpc.UnaryUnaryMultiCallable[_payments_pb2.UpdatePaymentLimitsRequest, _payments_pb2.PaymentLimits]
     """Changes a user's limits."""
     HandlePspWebhook: _grpc.UnaryUnaryMultiCallable[_payments_pb2.HandlePspWebhookRequest, _payments_pb2.HandlePspWebhookResponse]
@@ -139,6 +144,11 @@ class PaymentsServiceAsyncStub(PaymentsServiceStub):
     """Removes an unpaid PIX charge (REMOVIDA_PELO_USUARIO_RECEBEDOR)."""
     GetPaymentLimits: _aio.UnaryUnaryMultiCallable[_payments_pb2.GetPaymentLimitsRequest, _payments_pb2.PaymentLimits]  # type: ignore[assignment]
     """Returns the caller's payment limits and what is left today."""
+    GetBankAccount: _aio.UnaryUnaryMultiCallable[_payments_pb2.GetBankAccountRequest, _payments_pb2.BankAccount]  # type: ignore[assignment]
+    """Returns the caller's own bank account details (agência and conta), to
+    receive a TED from another of our customers. The number is assigned on
+    the first call and never changes.
+    """
     UpdatePaymentLimits: _aio.UnaryUnaryMultiCallable[_payments_pb2.UpdatePaymentLimitsRequest, _payments_pb2.PaymentLimits]  # type: ignore[assignment]
     """Changes a user's limits."""
     HandlePspWebhook: _aio.UnaryUnaryMultiCallable[_payments_pb2.HandlePspWebhookRequest, _payments_pb2.HandlePspWebhookResponse]  # type: ignore[assignment]
@@ -268,6 +278,17 @@ class PaymentsServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_payments_pb2.PaymentLimits, _abc.Awaitable[_payments_pb2.PaymentLimits]]:
         """Returns the caller's payment limits and what is left today."""
+
+    @_abc_1.abstractmethod
+    def GetBankAccount(
+        self,
+        request: _payments_pb2.GetBankAccountRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_payments_pb2.BankAccount, _abc.Awaitable[_payments_pb2.BankAccount]]:
+        """Returns the caller's own bank account details (agência and conta), to
+        receive a TED from another of our customers. The number is assigned on
+        the first call and never changes.
+        """
 
     @_abc_1.abstractmethod
     def UpdatePaymentLimits(
