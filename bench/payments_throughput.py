@@ -16,7 +16,12 @@ customer wallets (user.registered, as identity publishes it), funds them, then:
    100_per_s` what Temporal alone would need to settle 100/s;
 5. acceptance p99 through Envoy (HTTPS, JWT, JSON transcoding) at 100
    payments/s, open loop (target < 50 ms), requests sent by Node
-   (bench/edgeload.py: the Python generator fell behind at this rate).
+   (bench/edgeload.py: the Python generator fell behind at this rate);
+6. the same once the machine has settled phase 5's payouts, with the payments
+   worker paused (SIGSTOP) for the 15 s: the acceptance path alone, without
+   the settlement of the payouts it accepts competing for the same cores
+   (payouts wait in Temporal meanwhile and settle once it resumes). Phase 5
+   against phase 6 is what settlement on the same two cores costs acceptance.
 Prints `name: value` lines.
 
     python bench/payments_throughput.py [--rate 40] [--seconds 15]
@@ -28,6 +33,7 @@ import argparse
 import asyncio
 import json
 import os
+import signal
 import sys
 import time
 import uuid
@@ -44,7 +50,7 @@ sys.path[:0] = [
 
 from bench.edgeload import run_edge_load  # noqa: E402
 from bench.loadgen import bench_stack, open_loop, percentile  # noqa: E402
-from bench.proc_cpu import CpuSnapshot, cpu_by_part  # noqa: E402
+from bench.proc_cpu import CpuSnapshot, cpu_by_part, process_cpu_s  # noqa: E402
 from fintech.payments.v1 import payments_pb2 as P  # noqa: E402
 from fintech.type.v1 import money_pb2  # noqa: E402
 from services.payments.domain.rules import workflow_id  # noqa: E402
@@ -55,6 +61,7 @@ from tests.integration.payments.payments_it_support import (  # noqa: E402
     Psp,
     new_customers,
 )
+from tests.support.processes import service_pid  # noqa: E402
 from tests.support.tokens import mint_token  # noqa: E402
 
 BENCH_PROFILE = "hpaybench"
@@ -75,6 +82,11 @@ MAX_LIST_PAGES = 50  # 5,000 payments per customer: far more than a run makes
 CPU_PHASE_SECONDS = 5.0
 CPU_PARTS_SHOWN = 12  # the biggest; the rest is in the machine total
 TEMPORAL_RATE = 100.0  # the acceptance target's rate, for temporal_cores_at_100_per_s
+# Phase 6 waits for the worker to go quiet (phase 5's payouts settled): less
+# than this much CPU in a sampling interval, within the bound.
+QUIET_WORKER_CPU_S = 0.3
+QUIET_SAMPLE_S = 5.0
+QUIET_MAX_WAIT_S = 400.0
 
 
 def _payment() -> P.Payment:
@@ -223,6 +235,36 @@ def edge_acceptance(
     return load.latencies_ms, load.errors, load.statuses
 
 
+async def wait_until_quiet(pid: int) -> float:
+    """Seconds until `pid` used under QUIET_WORKER_CPU_S of CPU in QUIET_SAMPLE_S."""
+    began = time.perf_counter()
+    last = process_cpu_s(pid)
+    while time.perf_counter() - began < QUIET_MAX_WAIT_S:
+        await asyncio.sleep(QUIET_SAMPLE_S)
+        now = process_cpu_s(pid)
+        if now - last < QUIET_WORKER_CPU_S:
+            break
+        last = now
+    return time.perf_counter() - began
+
+
+def edge_acceptance_worker_paused(
+    worker_pid: int, base_url: str, ca_file: Path, secrets_dir: Path, customers: list[Customer]
+) -> tuple[list[float], int, dict[str, int]]:
+    """Phase 5 with the payments worker stopped: nothing settles meanwhile."""
+    os.kill(worker_pid, signal.SIGSTOP)
+    try:
+        return edge_acceptance(base_url, ca_file, secrets_dir, customers)
+    finally:
+        os.kill(worker_pid, signal.SIGCONT)
+
+
+def _statuses(statuses: dict[str, int]) -> str:
+    """HTTP status → count; 0 is a request the generator gave up on (its
+    timeout or a reset), an error with no answer from the edge."""
+    return " ".join(f"{k}={v}" for k, v in sorted(statuses.items()))
+
+
 def _ms(values: list[float], p: float) -> str:
     return f"{percentile(values, p):.1f}" if values else "n/a"
 
@@ -289,9 +331,17 @@ async def run(rate: float, seconds: float) -> None:
         print(f"edge_accept_p50_ms: {_ms(edge, 50)}")
         print(f"edge_accept_p99_ms: {_ms(edge, 99)}")
         print(f"edge_accept_errors: {errors}")
-        # HTTP status → count; 0 is a request the generator gave up on (its
-        # timeout or a reset), an error with no answer from the edge.
-        print(f"edge_accept_statuses: {' '.join(f'{k}={v}' for k, v in sorted(statuses.items()))}")
+        print(f"edge_accept_statuses: {_statuses(statuses)}")
+
+        worker = service_pid("payments", stack.infra.config.ports["payments_worker"])
+        print(f"edge_settled_wait_s: {await wait_until_quiet(worker):.0f}")
+        paused, errors, statuses = edge_acceptance_worker_paused(
+            worker, stack.https_url, stack.ca_file, stack.secrets_dir, customers
+        )
+        print(f"edge_accept_worker_paused_p50_ms: {_ms(paused, 50)}")
+        print(f"edge_accept_worker_paused_p99_ms: {_ms(paused, 99)}")
+        print(f"edge_accept_worker_paused_errors: {errors}")
+        print(f"edge_accept_worker_paused_statuses: {_statuses(statuses)}")
         for c in customers:
             await c.client.close()
         await psp.close()

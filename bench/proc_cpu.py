@@ -42,6 +42,17 @@ def _role(pid: str) -> str:
     return ""
 
 
+def _cpu_s(stat: str) -> float:
+    """utime + stime of a /proc/<pid>/stat line, in seconds."""
+    fields = stat[stat.rindex(")") + 2 :].split()  # the command may hold spaces and ")"
+    return (int(fields[11]) + int(fields[12])) / TICKS_PER_S
+
+
+def process_cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) `pid` has used so far."""
+    return _cpu_s((PROC / str(pid) / "stat").read_text())
+
+
 @dataclass(frozen=True)
 class CpuSnapshot:
     by_pid: dict[str, tuple[str, float]]  # pid -> (part, CPU seconds so far)
@@ -58,10 +69,8 @@ class CpuSnapshot:
                 raw = (entry / "cmdline").read_bytes()[:MAX_CMDLINE_BYTES]
             except OSError:
                 continue  # gone meanwhile
-            fields = stat[stat.rindex(")") + 2 :].split()
-            cpu_s = (int(fields[11]) + int(fields[12])) / TICKS_PER_S  # utime + stime
             cmdline = raw.replace(b"\0", b" ").decode(errors="replace").strip()
-            by_pid[entry.name] = (_part(cmdline, _role(entry.name)), cpu_s)
+            by_pid[entry.name] = (_part(cmdline, _role(entry.name)), _cpu_s(stat))
         ticks = [int(x) for x in (PROC / "stat").read_text().split("\n", 1)[0].split()[1:]]
         busy = sum(ticks) - ticks[3] - ticks[4]  # minus idle and iowait
         return cls(by_pid, busy / TICKS_PER_S)

@@ -74,10 +74,10 @@ def charge_id_for(subject: str, idempotency_key: str) -> uuid.UUID:
     return uuid.uuid5(_NAMESPACE, f"charge\n{subject}\n{idempotency_key}")
 
 
-def transfer_id(payment_id: uuid.UUID, purpose: str) -> uuid.UUID:
-    """Ledger transfer ids derived from the payment: a retried step re-sends the
-    same id and the ledger replays instead of moving money twice."""
-    assert purpose in {
+# What each of a payment's ledger transfers is for; the transfer's id is
+# derived from the payment and its purpose.
+TRANSFER_PURPOSES = frozenset(
+    {
         "reserve",
         "reserve_fee",
         "post",
@@ -92,6 +92,13 @@ def transfer_id(payment_id: uuid.UUID, purpose: str) -> uuid.UUID:
         "refund_void",
         "return_credit",
     }
+)
+
+
+def transfer_id(payment_id: uuid.UUID, purpose: str) -> uuid.UUID:
+    """Ledger transfer ids derived from the payment: a retried step re-sends the
+    same id and the ledger replays instead of moving money twice."""
+    assert purpose in TRANSFER_PURPOSES, purpose
     return uuid.uuid5(_NAMESPACE, f"transfer\n{payment_id}\n{purpose}")
 
 

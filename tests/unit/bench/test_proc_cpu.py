@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from bench.proc_cpu import CpuSnapshot, _part, cpu_by_part
+from bench.proc_cpu import CpuSnapshot, _part, cpu_by_part, process_cpu_s
 
 
 @pytest.mark.parametrize(
@@ -35,3 +35,11 @@ def test_cpu_spent_between_snapshots_is_counted_for_its_process() -> None:
     machine_s, parts = cpu_by_part(before, CpuSnapshot.take())
     assert parts[mine] >= 0.25
     assert machine_s >= parts[mine] - 0.05  # the machine total includes this process
+
+
+def test_a_process_cpu_is_what_it_burnt() -> None:
+    start = process_cpu_s(os.getpid())
+    end = time.process_time() + 0.3
+    while time.process_time() < end:
+        pass
+    assert 0.25 <= process_cpu_s(os.getpid()) - start <= 2.0

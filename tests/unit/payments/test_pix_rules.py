@@ -19,6 +19,7 @@ from services.payments.domain.pix import (
     txid_for,
 )
 from services.payments.domain.rules import (
+    TRANSFER_PURPOSES,
     Limits,
     fee_for,
     limit_violation,
@@ -133,18 +134,8 @@ def test_fees_and_ids() -> None:
     assert fee_for("PIX", 100) == 0 and fee_for("TED", 10_000) == 390
     a = payment_id_for("u1", "k1")
     assert a == payment_id_for("u1", "k1") != payment_id_for("u2", "k1")
-    purposes = (
-        "reserve",
-        "reserve_fee",
-        "post",
-        "post_fee",
-        "void",
-        "void_fee",
-        "on_us",
-        "on_us_fee",
-        "credit",
-    )
-    assert len({transfer_id(a, p) for p in purposes}) == len(purposes)
+    # Every purpose gives the payment another transfer id.
+    assert len({transfer_id(a, p) for p in TRANSFER_PURPOSES}) == len(TRANSFER_PURPOSES)
     # One credit per returned payout's devolução: the same id each time it is
     # notified, another for another return or another payment.
     r = payout_return_id_for(a, "D1")
@@ -159,4 +150,4 @@ def test_fees_and_ids() -> None:
         )
         == 3
     )
-    assert transfer_id(r, "return_credit") not in {transfer_id(a, p) for p in purposes}
+    assert transfer_id(r, "return_credit") not in {transfer_id(a, p) for p in TRANSFER_PURPOSES}
