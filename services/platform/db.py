@@ -129,6 +129,14 @@ class Database:
                 finally:
                     self._after_commit.reset(pending)
                     self._current.reset(token)
+        except sqlalchemy.exc.DBAPIError as exc:
+            # The server went away under the transaction (a restart, a
+            # failover, a killed backend): nothing of it committed, so the
+            # caller may retry. SQLAlchemy has already invalidated the pool's
+            # connections from before, so the retry gets a new one.
+            if exc.connection_invalidated:
+                raise database_unavailable() from exc
+            raise
         finally:
             await conn.close()
         # Reached only when the body returned and COMMIT succeeded.
