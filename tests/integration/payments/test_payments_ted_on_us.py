@@ -4,6 +4,7 @@ wallet, without the PSP; every refusal leaving the ledger as it was."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 
 import grpc
@@ -77,6 +78,12 @@ async def test_account_details_are_assigned_once_and_only_the_owner_reads_them(
         await bank_account(ops, f"users/{c.user_id}/paymentLimits")
     assert bad.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     await ops.close()
+
+
+async def test_concurrent_first_calls_assign_one_number(stack: Stack, ledger: LedgerClient) -> None:
+    [c] = await new_customers(stack, ledger, 1, 0)
+    got = await asyncio.gather(*(bank_account(c.client) for _ in range(10)))
+    assert len({a.account_number for a in got}) == 1, got
 
 
 async def test_ted_to_our_customer_settles_on_us_with_the_fee_linked(
