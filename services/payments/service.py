@@ -137,7 +137,10 @@ def validate_payment(
         # A transfer that would cost more in fee than it moves is almost
         # certainly a mistake (centavos typed as reais); refuse it plainly.
         problems.append(
-            ("payment.amount.minor_units", f"must be more than the {method} fee, {FEES[method]}")
+            (
+                "payment.amount.minor_units",
+                f"must be more than the {method} fee, {FEES[method]} minor units",
+            )
         )
     if len(description) > MAX_DESCRIPTION:
         problems.append(("payment.description", f"at most {MAX_DESCRIPTION} characters"))
