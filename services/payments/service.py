@@ -133,7 +133,7 @@ def validate_payment(
         problems.append(("payment.amount.currency_code", "only BRL is supported"))
     if not 0 < amount <= MAX_AMOUNT_MINOR:
         problems.append(("payment.amount.minor_units", f"must be within 1..{MAX_AMOUNT_MINOR}"))
-    elif 0 < amount <= FEES.get(method, 0):
+    elif amount <= FEES.get(method, 0):
         # A transfer that would cost more in fee than it moves is almost
         # certainly a mistake (centavos typed as reais); refuse it plainly.
         problems.append(

@@ -31,7 +31,12 @@ with workflow.unsafe.imports_passed_through():
 
     from fintech.ledger.v1 import ledger_pb2
     from services.payments import store, wire
-    from services.payments.domain.bank_account import OUR_ISPB, is_our_bank, parse_account
+    from services.payments.domain.bank_account import (
+        OUR_ISPB,
+        is_our_bank,
+        is_our_branch,
+        parse_account,
+    )
     from services.payments.domain.rules import external_reference
     from services.payments.domain.states import State, can_transition
     from services.payments.ledger_gateway import (
@@ -329,10 +334,17 @@ class PaymentActivities:
         else:
             bank = self._instrument(row)
             if is_our_bank(str(bank["bank_code"])):
-                number = parse_account(str(bank["account_number"]))
-                assert number is not None, "CreatePayment checked our account numbers"
-                async with self._db.transaction() as conn:
-                    recipient = await store.bank_account_owner(conn, number) or ""
+                # CreatePayment refuses another branch or a bad check digit, but
+                # a payment accepted before it did (or replayed from history)
+                # must fail plainly here, not crash the activity on every retry.
+                number = (
+                    parse_account(str(bank["account_number"]))
+                    if is_our_branch(str(bank["branch"]))
+                    else None
+                )
+                if number is not None:
+                    async with self._db.transaction() as conn:
+                        recipient = await store.bank_account_owner(conn, number) or ""
                 if not recipient:
                     outcome["outcome"] = await self._fail(
                         payment_id, "RECIPIENT_NOT_FOUND", "no customer has the account", "validate"

@@ -17,6 +17,7 @@ from typing import Any
 import grpc
 import httpx
 import nats
+import psycopg
 import pytest
 
 from devstack.stack import Stack
@@ -27,7 +28,9 @@ from fintech.payments.v1 import payments_pb2_grpc
 from fintech.type.v1 import money_pb2
 from services.ledger.domain.chart import BANK_CASH, FEE_REVENUE, PSP_CLEARING
 from services.payments.domain import webhooks
+from services.platform.crypto import FieldCipher
 from services.platform.events import events_subject
+from services.platform.migrate import DEFAULT_DATABASE, database_url
 from tests.integration.ledger.ledger_it_support import L, LedgerClient, transfer
 from tests.support.events import publish_events
 from tests.support.tokens import mint_token
@@ -291,3 +294,40 @@ async def events_about(
     finally:
         await nc.close()
     return found
+
+
+def admin_connection(stack: Stack) -> psycopg.Connection:
+    """The stack's Postgres as its admin (to write what no API would)."""
+    return psycopg.connect(
+        database_url(stack.infra.pg_admin_url, DEFAULT_DATABASE), connect_timeout=10
+    )
+
+
+def copy_payment_unstarted(
+    stack: Stack, template: uuid.UUID, instrument_change: dict[str, str] | None = None
+) -> uuid.UUID:
+    """A new PENDING payment like `template` (its instrument changed by
+    `instrument_change`), committed 10 s ago and never started: the payments
+    sweep starts its workflow. Stands for a payment whose start was lost, or
+    one accepted before a check CreatePayment makes now."""
+    cipher = FieldCipher.from_file(stack.secrets_dir / "pii_keys.json")
+    new_id = uuid.uuid4()
+    with admin_connection(stack) as conn:
+        row = conn.execute(
+            "SELECT instrument_ciphertext FROM payments.payments WHERE id = %s", (template,)
+        ).fetchone()
+        assert row is not None
+        instrument = cipher.decrypt(bytes(row[0]), template.bytes)
+        if instrument_change:
+            instrument = json.dumps(json.loads(instrument) | instrument_change).encode()
+        conn.execute(
+            "INSERT INTO payments.payments (id, user_id, method, direction, amount, currency,"
+            " fee, description, instrument_ciphertext, instrument_public, state, limit_day,"
+            " created_at, updated_at, workflow_started)"
+            " SELECT %(new)s, user_id, method, direction, amount, currency, fee, description,"
+            " %(ct)s, instrument_public, 'PENDING', limit_day, now() - interval '10 seconds',"
+            " now() - interval '10 seconds', false"
+            " FROM payments.payments WHERE id = %(old)s",
+            {"new": new_id, "old": template, "ct": cipher.encrypt(instrument, new_id.bytes)},
+        )
+    return new_id

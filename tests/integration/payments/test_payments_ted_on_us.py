@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import uuid
 
 import grpc
 import pytest
@@ -21,6 +22,7 @@ from tests.integration.payments.payments_it_support import (
     PaymentsClient,
     Psp,
     balances,
+    copy_payment_unstarted,
     new_customers,
 )
 
@@ -28,6 +30,7 @@ pytestmark = pytest.mark.integration
 
 FUND = 100_000  # R$ 1.000,00
 TED_FEE = 390
+SWEEP_DEADLINE_S = 60.0  # the starter's sweep runs every 2 s, then the payout itself
 
 
 async def bank_account(client: PaymentsClient, name: str = "users/me/bankAccount") -> P.BankAccount:
@@ -131,6 +134,30 @@ async def test_refusals_move_no_money_and_give_the_limit_back(
     assert await balances(ledger, payee.wallet) == (0, 50_00, 0, 0)
     assert await used_today(payer) == 0
     await ledger.assert_verifies()
+
+
+@pytest.mark.parametrize(
+    "change",
+    [{"branch": "0002"}, {"account_number": "000001234-9"}],
+    ids=["another-branch", "bad-check-digit"],
+)
+async def test_a_payment_accepted_before_the_checks_fails_plainly(
+    stack: Stack, ledger: LedgerClient, psp: Psp, change: dict[str, str]
+) -> None:
+    # Written straight into the table, as CreatePayment accepted a TED to our
+    # bank before it checked branches and check digits: the workflow (started
+    # by the sweep) fails it instead of retrying an activity forever.
+    payer, payee = await new_customers(stack, ledger, 2, FUND)
+    details = await bank_account(payee.client)
+    template = await ted(payer, 10_00, details.account_number)
+    assert template.state == P.PAYMENT_STATE_SETTLED, template
+    copied = copy_payment_unstarted(
+        stack, uuid.UUID(template.name.removeprefix("payments/")), change
+    )
+    p = await payer.client.wait(f"payments/{copied}", deadline_s=SWEEP_DEADLINE_S)
+    assert (p.state, p.failure_reason) == (P.PAYMENT_STATE_FAILED, "RECIPIENT_NOT_FOUND"), p
+    assert await balances(ledger, payer.wallet) == (10_00 + TED_FEE, FUND, 0, 0)
+    assert await balances(ledger, payee.wallet) == (0, FUND + 10_00, 0, 0)
 
 
 @pytest.mark.parametrize(

@@ -10,15 +10,18 @@ from __future__ import annotations
 
 import uuid
 
-import psycopg
 import pytest
 
 from devstack.stack import Stack
 from fintech.payments.v1 import payments_pb2 as P
-from services.platform.crypto import FieldCipher
-from services.platform.migrate import DEFAULT_DATABASE, database_url
 from tests.integration.ledger.ledger_it_support import LedgerClient
-from tests.integration.payments.payments_it_support import Psp, balances, new_customers
+from tests.integration.payments.payments_it_support import (
+    Psp,
+    admin_connection,
+    balances,
+    copy_payment_unstarted,
+    new_customers,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -29,42 +32,13 @@ EMAIL = P.PIX_KEY_TYPE_EMAIL
 SWEEP_DEADLINE_S = 60.0  # sweep every 2 s, then the payout itself
 
 
-def _admin(stack: Stack) -> psycopg.Connection:
-    return psycopg.connect(
-        database_url(stack.infra.pg_admin_url, DEFAULT_DATABASE), connect_timeout=10
-    )
-
-
 def _started(stack: Stack, payment_id: uuid.UUID) -> bool:
-    with _admin(stack) as conn:
+    with admin_connection(stack) as conn:
         row = conn.execute(
             "SELECT workflow_started FROM payments.payments WHERE id = %s", (payment_id,)
         ).fetchone()
     assert row is not None, payment_id
     return bool(row[0])
-
-
-def _copy_without_start(stack: Stack, template: uuid.UUID) -> uuid.UUID:
-    """A new PENDING payment like `template`, committed 10 s ago, never started."""
-    cipher = FieldCipher.from_file(stack.secrets_dir / "pii_keys.json")
-    new_id = uuid.uuid4()
-    with _admin(stack) as conn:
-        row = conn.execute(
-            "SELECT instrument_ciphertext FROM payments.payments WHERE id = %s", (template,)
-        ).fetchone()
-        assert row is not None
-        instrument = cipher.decrypt(bytes(row[0]), template.bytes)
-        conn.execute(
-            "INSERT INTO payments.payments (id, user_id, method, direction, amount, currency,"
-            " fee, description, instrument_ciphertext, instrument_public, state, limit_day,"
-            " created_at, updated_at, workflow_started)"
-            " SELECT %(new)s, user_id, method, direction, amount, currency, fee, description,"
-            " %(ct)s, instrument_public, 'PENDING', limit_day, now() - interval '10 seconds',"
-            " now() - interval '10 seconds', false"
-            " FROM payments.payments WHERE id = %(old)s",
-            {"new": new_id, "old": template, "ct": cipher.encrypt(instrument, new_id.bytes)},
-        )
-    return new_id
 
 
 async def test_a_payment_whose_start_was_lost_is_started_by_the_sweep(
@@ -80,7 +54,7 @@ async def test_a_payment_whose_start_was_lost_is_started_by_the_sweep(
     fee = first.fee.minor_units
     assert await balances(ledger, customer.wallet) == (AMOUNT + fee, FUND, 0, 0)
 
-    lost = _copy_without_start(stack, first_id)
+    lost = copy_payment_unstarted(stack, first_id)
     recovered = await customer.client.wait(f"payments/{lost}", deadline_s=SWEEP_DEADLINE_S)
 
     assert recovered.state == P.PAYMENT_STATE_SETTLED, recovered

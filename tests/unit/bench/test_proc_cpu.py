@@ -26,12 +26,17 @@ def test_each_process_is_named_by_its_part_of_the_stack(cmdline: str, role: str,
     assert _part(cmdline, role) == part
 
 
+def _burn(seconds: float) -> None:
+    """Spend `seconds` of this process's CPU."""
+    end = time.process_time() + seconds
+    while time.process_time() < end:
+        pass
+
+
 def test_cpu_spent_between_snapshots_is_counted_for_its_process() -> None:
     before = CpuSnapshot.take()
     mine = before.by_pid[str(os.getpid())][0]
-    end = time.process_time() + 0.3
-    while time.process_time() < end:
-        pass  # burn 0.3 s of this process's CPU
+    _burn(0.3)
     machine_s, parts = cpu_by_part(before, CpuSnapshot.take())
     assert parts[mine] >= 0.25
     assert machine_s >= parts[mine] - 0.05  # the machine total includes this process
@@ -39,7 +44,5 @@ def test_cpu_spent_between_snapshots_is_counted_for_its_process() -> None:
 
 def test_a_process_cpu_is_what_it_burnt() -> None:
     start = process_cpu_s(os.getpid())
-    end = time.process_time() + 0.3
-    while time.process_time() < end:
-        pass
+    _burn(0.3)
     assert 0.25 <= process_cpu_s(os.getpid()) - start <= 2.0
