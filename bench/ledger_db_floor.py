@@ -29,6 +29,8 @@ import uuid
 
 import psycopg
 
+from bench.proc_cpu import CpuCost, CpuSnapshot, cpu_by_part
+
 SCHEMA = "ledger_db_floor"
 BATCH = 1_000
 WRITERS = 2
@@ -104,8 +106,10 @@ WHERE id IN (SELECT id FROM {SCHEMA}.outbox_events WHERE published_at IS NULL
 """  # noqa: S608 - constant schema name
 
 
-async def db_floor_transfers_per_s(admin_url: str, seconds: float, writers: int = WRITERS) -> float:
-    """Transfers/s Postgres stores with `writers` sessions at once (see the module doc)."""
+async def db_floor_run(admin_url: str, seconds: float, writers: int = WRITERS) -> CpuCost:
+    """What Postgres stores with `writers` sessions at once (see the module
+    doc), and what that cost the machine (the schema's setup and teardown
+    aside)."""
     assert 0 < seconds <= MAX_SECONDS and 1 <= writers <= MAX_WRITERS
     async with await psycopg.AsyncConnection.connect(admin_url, autocommit=True) as conn:
         await conn.execute(_SETUP)
@@ -114,16 +118,31 @@ async def db_floor_transfers_per_s(admin_url: str, seconds: float, writers: int 
         async with await psycopg.AsyncConnection.connect(admin_url, autocommit=True) as conn:
             for accounts in groups:
                 await conn.execute(_OPEN_ACCOUNTS, (accounts,))
-        deadline = time.perf_counter() + seconds
-        began = time.perf_counter()
-        counts = await asyncio.gather(*(_writer(admin_url, a, deadline) for a in groups))
-        return sum(counts) / (time.perf_counter() - began)
+        # Sessions open before the first snapshot, so their backends are
+        # counted as `postgres` (a process born in between counts only in the
+        # machine's total).
+        sessions = [await psycopg.AsyncConnection.connect(admin_url) for _ in groups]
+        try:
+            before = CpuSnapshot.take()
+            began = time.perf_counter()
+            deadline = began + seconds
+            counts = await asyncio.gather(
+                *(_writer(conn, a, deadline) for conn, a in zip(sessions, groups, strict=True))
+            )
+            elapsed = time.perf_counter() - began
+            machine_s, parts = cpu_by_part(before, CpuSnapshot.take())
+        finally:
+            for conn in sessions:
+                await conn.close()
+        return CpuCost(sum(counts), elapsed, machine_s, parts)
     finally:
         async with await psycopg.AsyncConnection.connect(admin_url, autocommit=True) as conn:
             await conn.execute(f"DROP SCHEMA IF EXISTS {SCHEMA} CASCADE")
 
 
-async def _writer(admin_url: str, accounts: list[uuid.UUID], deadline: float) -> int:
+async def _writer(
+    conn: psycopg.AsyncConnection[tuple[object, ...]], accounts: list[uuid.UUID], deadline: float
+) -> int:
     params = {
         "accounts": accounts,
         "batch": BATCH,
@@ -131,12 +150,11 @@ async def _writer(admin_url: str, accounts: list[uuid.UUID], deadline: float) ->
         "payload": b"p" * EVENT_PAYLOAD_BYTES,
     }
     done = 0
-    async with await psycopg.AsyncConnection.connect(admin_url) as conn:
-        while time.perf_counter() < deadline:
-            async with conn.transaction():
-                await conn.execute(_BATCH, params)
-                await conn.execute(_BALANCES, (accounts,))
-            async with conn.transaction():
-                await conn.execute(_MARK_PUBLISHED, (BATCH,))
-            done += BATCH
+    while time.perf_counter() < deadline:
+        async with conn.transaction():
+            await conn.execute(_BATCH, params)
+            await conn.execute(_BALANCES, (accounts,))
+        async with conn.transaction():
+            await conn.execute(_MARK_PUBLISHED, (BATCH,))
+        done += BATCH
     return done

@@ -14,17 +14,22 @@ full_page_writes at their defaults; the `bench` profile does not relax them):
    what a Python gRPC server and this generator reach before any ledger work;
 7. the database's ceiling for (2): Postgres alone storing the rows of
    1,000-transfer batches, generated server-side (bench/ledger_db_floor.py),
-   with two sessions at once and with one (the ceiling of serialised writes).
+   with two sessions at once and with one (the ceiling of serialised writes);
+8. what one event costs JetStream and its Python publisher, alone
+   (bench/event_publish_floor.py).
 Each phase starts once the ledger's outbox relay has published the previous
 phase's events (the wait after (2) and (3) is printed as *_outbox_drain_s).
 Prints `name: value` lines, then the ratios (2)/(1), (3)/(1), (4)/(3), (6)/(1),
-(3)/(6), (7)/(1) and (2)/(7).
+(3)/(6), (7)/(1) and (2)/(7), then what (2), (3), (6), (7) and (8) cost the
+machine per transfer (bench/proc_cpu.py), by part of the stack, against the
+budget: all the machine's cores divided by the target rate.
 
 Starts its own stack (profile `bench`, port base 12000, like edge_latency.py)
-unless LEDGER_BENCH_TARGET (host:port of a ledger), LEDGER_BENCH_SECRETS_DIR and
-LEDGER_BENCH_PG_ADMIN_URL name a running one. The load generator is Python in
-this process and shares the machine's cores with the stack, so the ledger
-figures are a floor. Every phase is bounded in time and in request count.
+unless LEDGER_BENCH_TARGET (host:port of a ledger), LEDGER_BENCH_SECRETS_DIR,
+LEDGER_BENCH_PG_ADMIN_URL and LEDGER_BENCH_NATS_URL name a running one. The
+load generator is Python in this process and shares the machine's cores with
+the stack, so the ledger figures are a floor. Every phase is bounded in time
+and in request count.
 
     python bench/ledger_throughput.py [--seconds 10] [--pgbench-seconds 15]
 """
@@ -54,8 +59,10 @@ sys.path[:0] = [
     str(Path(__file__).resolve().parent.parent / "gen"),
 ]
 
-from bench.ledger_db_floor import db_floor_transfers_per_s  # noqa: E402
+from bench.event_publish_floor import event_floor_run  # noqa: E402
+from bench.ledger_db_floor import db_floor_run  # noqa: E402
 from bench.loadgen import bench_stack, open_loop, percentile  # noqa: E402
+from bench.proc_cpu import CpuCost, CpuSnapshot, cpu_by_part  # noqa: E402
 from fintech.ledger.v1 import ledger_pb2, ledger_pb2_grpc  # noqa: E402
 from fintech.type.v1 import money_pb2  # noqa: E402
 from services.platform.service_token import ServiceTokenSigner, service_channel  # noqa: E402
@@ -292,6 +299,21 @@ async def closed_loop(
     return done / (time.perf_counter() - began), errors
 
 
+async def costed(
+    work: Callable[[], Awaitable[tuple[float, int]]], settle: Callable[[], Awaitable[object]]
+) -> tuple[float, int, CpuCost]:
+    """Run a closed-loop phase, then `settle` (its events published), and
+    account the machine's CPU over both to the phase's transfers."""
+    before = CpuSnapshot.take()
+    began = time.perf_counter()
+    rate, errors = await work()
+    transfers = rate * (time.perf_counter() - began)
+    await settle()
+    seconds = time.perf_counter() - began
+    machine_s, parts = cpu_by_part(before, CpuSnapshot.take())
+    return rate, errors, CpuCost(transfers, seconds, machine_s, parts)
+
+
 async def drain_outbox(admin_url: str) -> float:
     """Wait until the ledger's relay has published every event; the seconds waited.
 
@@ -315,8 +337,9 @@ async def drain_outbox(admin_url: str) -> float:
 
 
 async def ledger_phases(
-    target: str, secrets_dir: Path, admin_url: str, seconds: float
+    target: str, secrets_dir: Path, admin_url: str, seconds: float, cpu: dict[str, CpuCost]
 ) -> dict[str, float]:
+    """Phases (2) to (5); what (2) and (3) cost the machine goes into `cpu`."""
     ledger = Ledger.open(target, secrets_dir, CHANNELS)
     rng = random.Random(7)
     out: dict[str, float] = {}
@@ -348,20 +371,25 @@ async def ledger_phases(
 
         await drain_outbox(admin_url)  # the funding's events
         await closed_loop(BATCH_CLIENTS, WARMUP_SECONDS, batch)
-        out["batched_transfers_per_s"], out["batched_errors"] = await closed_loop(
-            BATCH_CLIENTS, seconds, batch
+        drained: list[float] = []
+
+        async def drain() -> None:
+            drained.append(await drain_outbox(admin_url))
+
+        out["batched_transfers_per_s"], out["batched_errors"], cpu["batched"] = await costed(
+            lambda: closed_loop(BATCH_CLIENTS, seconds, batch), drain
         )
-        out["batched_outbox_drain_s"] = await drain_outbox(admin_url)
+        out["batched_outbox_drain_s"] = drained.pop()
 
         # (3) one transfer per request, 64 clients, random wallets.
         async def single(worker: int) -> int:
             return await ledger.create_pairs([pair()], worker)
 
         await closed_loop(SINGLE_CLIENTS, WARMUP_SECONDS, single)
-        out["single_transfers_per_s"], out["single_errors"] = await closed_loop(
-            SINGLE_CLIENTS, seconds, single
+        out["single_transfers_per_s"], out["single_errors"], cpu["single"] = await costed(
+            lambda: closed_loop(SINGLE_CLIENTS, seconds, single), drain
         )
-        out["single_outbox_drain_s"] = await drain_outbox(admin_url)
+        out["single_outbox_drain_s"] = drained.pop()
 
         # (4) the same, every transfer debiting the same (constrained) wallet.
         others = wallets[1:]
@@ -416,8 +444,11 @@ def noop_server() -> Iterator[str]:
         proc.wait(timeout=30)
 
 
-async def noop_phase(target: str, secrets_dir: Path, seconds: float) -> float:
-    """(6): phase (3)'s load, one transfer per request, against the no-op server."""
+async def noop_phase(
+    target: str, secrets_dir: Path, seconds: float, cpu: dict[str, CpuCost]
+) -> float:
+    """(6): phase (3)'s load, one transfer per request, against the no-op
+    server; what it cost the machine goes into `cpu`."""
     ledger = Ledger.open(target, secrets_dir, CHANNELS)
     rng = random.Random(7)
     names = [f"accounts/{uuid.uuid4()}" for _ in range(ACCOUNTS)]
@@ -429,25 +460,33 @@ async def noop_phase(target: str, secrets_dir: Path, seconds: float) -> float:
 
     try:
         await closed_loop(SINGLE_CLIENTS, WARMUP_SECONDS, single)
-        rps, errors = await closed_loop(SINGLE_CLIENTS, seconds, single)
+        rps, errors, cpu["noop"] = await costed(
+            lambda: closed_loop(SINGLE_CLIENTS, seconds, single), lambda: asyncio.sleep(0)
+        )
     finally:
         await ledger.close()
     assert errors == 0, errors
     return rps
 
 
-def measure(target: str, secrets_dir: Path, admin_url: str, args: argparse.Namespace) -> None:
+def measure(
+    target: str, secrets_dir: Path, admin_url: str, nats_url: str, args: argparse.Namespace
+) -> None:
     tps, settings = pgbench_tps(admin_url, args.pgbench_seconds)
     for name, value in settings.items():
         print(f"postgres_{name}: {value}")
     print(f"pgbench_clients: {PGBENCH_CLIENTS}")
     print(f"pgbench_scale: {PGBENCH_SCALE}")
     print(f"pgbench_tpcb_tps: {tps:.0f}")
-    results = asyncio.run(ledger_phases(target, secrets_dir, admin_url, args.seconds))
+    cpu: dict[str, CpuCost] = {}
+    results = asyncio.run(ledger_phases(target, secrets_dir, admin_url, args.seconds, cpu))
     with noop_server() as noop_target:
-        noop_rps = asyncio.run(noop_phase(noop_target, secrets_dir, args.seconds))
-    floor_tps = asyncio.run(db_floor_transfers_per_s(admin_url, args.seconds))
-    serial_floor_tps = asyncio.run(db_floor_transfers_per_s(admin_url, args.seconds, writers=1))
+        noop_rps = asyncio.run(noop_phase(noop_target, secrets_dir, args.seconds, cpu))
+    floor = asyncio.run(db_floor_run(admin_url, args.seconds))
+    floor_tps = floor.per_s
+    cpu["db_floor"] = floor
+    serial_floor_tps = asyncio.run(db_floor_run(admin_url, args.seconds, writers=1)).per_s
+    cpu["event_floor"] = asyncio.run(event_floor_run(nats_url))
     print(f"ledger_batch_size: {BATCH}")
     print(f"ledger_batched_transfers_per_s: {results['batched_transfers_per_s']:.0f}")
     print(f"ledger_batched_errors: {results['batched_errors']:.0f}")
@@ -485,6 +524,24 @@ def measure(target: str, secrets_dir: Path, admin_url: str, args: argparse.Names
     # The same with one session: the ceiling of serialised writes (the ledger's).
     print(f"ratio_db_floor_one_session_over_pgbench: {serial_floor_tps / tps:.2f}")
     print(f"ratio_batched_over_db_floor: {results['batched_transfers_per_s'] / floor_tps:.2f}")
+    # Where the CPU goes, per transfer (per request for the no-op server), and
+    # the budget: all the machine's cores divided by the target rate. A part
+    # whose own cost is above the budget rules the target out for this design
+    # on this machine, whatever the others do.
+    for phase, target_per_s in (
+        ("batched", 5 * tps),
+        ("db_floor", 5 * tps),
+        ("event_floor", 5 * tps),
+        ("single", 0.5 * tps),
+        ("noop", 0.5 * tps),
+    ):
+        for line in cpu[phase].lines(phase, target_per_s):
+            print(line)
+    # What a batched transfer costs before any ledger code runs: its rows in
+    # Postgres (7) and its event in JetStream, published from Python (8).
+    floor_us = cpu["db_floor"].per_transfer_us + cpu["event_floor"].per_transfer_us
+    print(f"cpu_floor_per_transfer_us_rows_and_event: {floor_us:.0f}")
+    print(f"ratio_floor_over_budget_batched: {floor_us / cpu['batched'].budget_us(5 * tps):.2f}")
 
 
 def main() -> int:
@@ -503,13 +560,20 @@ def main() -> int:
             reuse,
             Path(os.environ["LEDGER_BENCH_SECRETS_DIR"]),
             os.environ["LEDGER_BENCH_PG_ADMIN_URL"],
+            os.environ["LEDGER_BENCH_NATS_URL"],
             args,
         )
         return 0
 
     with bench_stack("bench", BENCH_PORT_BASE, keep_state=args.keep_state) as bench:
         stack = bench.stack
-        measure(stack.grpc_targets["ledger"], stack.secrets_dir, stack.infra.pg_admin_url, args)
+        measure(
+            stack.grpc_targets["ledger"],
+            stack.secrets_dir,
+            stack.infra.pg_admin_url,
+            stack.infra.nats_url,
+            args,
+        )
     return 0
 
 

@@ -84,3 +84,47 @@ def cpu_by_part(before: CpuSnapshot, after: CpuSnapshot) -> tuple[float, dict[st
         if pid in before.by_pid:
             parts[part] = parts.get(part, 0.0) + cpu_s - before.by_pid[pid][1]
     return after.machine_busy_s - before.machine_busy_s, parts
+
+
+@dataclass(frozen=True)
+class CpuCost:
+    """What a benchmark phase cost the machine: the transfers (or events) it
+    did, its seconds, and the CPU seconds of the machine and of each part of
+    the stack over them (`cpu_by_part`)."""
+
+    transfers: float
+    seconds: float
+    machine_s: float
+    parts: dict[str, float]
+
+    @property
+    def per_s(self) -> float:
+        return self.transfers / self.seconds
+
+    @property
+    def per_transfer_us(self) -> float:
+        """The machine's CPU per transfer, in microseconds."""
+        return self.machine_s * 1e6 / max(self.transfers, 1.0)
+
+    @staticmethod
+    def budget_us(target_per_s: float) -> float:
+        """All the machine's cores, per transfer, at `target_per_s`."""
+        return (os.cpu_count() or 1) * 1e6 / target_per_s
+
+    def lines(self, phase: str, target_per_s: float) -> list[str]:
+        """`name: value` lines: CPU per transfer in all and by part, the cores
+        busy, and the budget: the machine's CPU per transfer at the target rate."""
+        per = 1e6 / max(self.transfers, 1.0)
+        cores = os.cpu_count() or 1
+        out = [
+            f"cpu_per_transfer_us_{phase}: {self.per_transfer_us:.0f}",
+            f"machine_busy_cores_{phase}: {self.machine_s / self.seconds:.2f} of {cores}",
+        ]
+        for part, cpu_s in sorted(self.parts.items(), key=lambda kv: -kv[1]):
+            if cpu_s >= 0.01 * self.machine_s:
+                out.append(f"cpu_per_transfer_us_{phase}_{part}: {cpu_s * per:.0f}")
+                out.append(f"cores_{phase}_{part}: {cpu_s / self.seconds:.2f}")
+        out.append(
+            f"cpu_budget_per_transfer_us_at_target_{phase}: {self.budget_us(target_per_s):.0f}"
+        )
+        return out

@@ -2,7 +2,10 @@
 
 Every function takes the caller's connection; nothing here commits. The
 number of statements per batch is fixed (docs/LEDGER.md "Why a single
-batching writer"): 3 reads + at most 8 writes, whatever the batch size.
+batching writer"): 4 reads + at most 8 writes, whatever the batch size. The
+reads are one pipeline (one round trip), plus a second only when a batch
+posts, voids or expires reservations whose accounts its transfers did not
+name.
 
 Why binary COPY and text array literals rather than `unnest` parameter
 arrays: psycopg adapts a Python list parameter element by element in Python
@@ -132,20 +135,25 @@ class Loaded:
     head: Head
     records: StoredRecords
     transfers: dict[uuid.UUID, TransferRecord]
+    # Locked: the accounts the batch's transfers name (not those of the
+    # reservations it resolves that they do not name: `lock_accounts`).
+    accounts: dict[uuid.UUID, AccountState]
 
 
 async def load_batch(
     conn: PgConnection,
     scopes: Sequence[Scope],
     transfer_ids: Iterable[uuid.UUID],
+    account_ids: Iterable[uuid.UUID],
     *,
     due_limit: int,
 ) -> Loaded:
     """Lock the journal head, then read the calls' stored idempotency records
     and the transfers the batch names (plus, when asked, the oldest due
-    reservations): one pipeline, executed in this order by the server, so the
-    reads happen under the lock."""
+    reservations), and lock the accounts it names: one pipeline, executed in
+    this order by the server, so the reads happen under the lock."""
     assert 0 <= due_limit <= 10_000
+    account_ids = set(account_ids)
     async with conn.pipeline():
         head_cur = await conn.execute(_HEAD)
         records_cur = (
@@ -157,6 +165,9 @@ async def load_batch(
             else None
         )
         transfers_cur = await conn.execute(_TRANSFERS, (array_literal(transfer_ids), due_limit))
+        accounts_cur = (
+            await conn.execute(_ACCOUNTS, (array_literal(account_ids),)) if account_ids else None
+        )
     seq, head_hash, now, schema = await _one(head_cur)
     records: StoredRecords = {
         (subject, method, key): (bytes(request_hash), bytes(response), response_type)
@@ -165,7 +176,8 @@ async def load_batch(
         )
     }
     transfers = {row[0]: transfer_from_row(row) for row in await transfers_cur.fetchall()}
-    return Loaded(Head(int(seq), bytes(head_hash), now, schema), records, transfers)
+    accounts = _accounts(await accounts_cur.fetchall()) if accounts_cur is not None else {}
+    return Loaded(Head(int(seq), bytes(head_hash), now, schema), records, transfers, accounts)
 
 
 async def _one(cur: Any) -> tuple[Any, ...]:
@@ -206,8 +218,15 @@ def transfer_from_row(row: Sequence[Any]) -> TransferRecord:
 async def lock_accounts(
     conn: PgConnection, ids: Iterable[uuid.UUID]
 ) -> dict[uuid.UUID, AccountState]:
+    """Lock more accounts: those of the reservations a batch resolves that its
+    transfers did not name. Locking in two steps cannot deadlock: every writer
+    holds the journal head first, and nothing else locks two accounts."""
     # No sort here: ORDER BY id ... FOR UPDATE locks the rows in id order.
     cur = await conn.execute(_ACCOUNTS, (array_literal(set(ids)),))
+    return _accounts(await cur.fetchall())
+
+
+def _accounts(rows: Iterable[Sequence[Any]]) -> dict[uuid.UUID, AccountState]:
     return {
         id_: AccountState(
             id=id_,
@@ -217,7 +236,7 @@ async def lock_accounts(
             closed=closed,
             balances=Balances(int(dp), int(cp), int(dpe), int(cpe)),
         )
-        for id_, currency, dmnec, cmned, closed, dp, cp, dpe, cpe in await cur.fetchall()
+        for id_, currency, dmnec, cmned, closed, dp, cp, dpe, cpe in rows
     }
 
 

@@ -214,11 +214,18 @@ class LedgerWriter:
         named = [i for job in jobs if job.items for i in job.items if isinstance(i, TransferSpec)]
         wanted: set[uuid.UUID] = {s.id for s in named}
         wanted.update(s.pending_id for s in named if s.pending_id is not None)
+        # Locked in the same round trip; a job answered by its record below
+        # locks its accounts for nothing, which is harmless.
+        named_accounts = {a for s in named for a in (s.debit_account, s.credit_account) if a}
         async with self.db.transaction() as conn:
             loaded = await store.load_batch(
-                conn, [c.scope for c in claims.values()], wanted, due_limit=due_limit
+                conn,
+                [c.scope for c in claims.values()],
+                wanted,
+                named_accounts,
+                due_limit=due_limit,
             )
-            head, transfers = loaded.head, loaded.transfers
+            head, transfers, accounts = loaded.head, loaded.transfers, loaded.accounts
             answered = _answer_from_records(claims, loaded.records)
             specs = [
                 i
@@ -227,12 +234,16 @@ class LedgerWriter:
                 for i in job.items
                 if isinstance(i, TransferSpec)
             ]
-            account_ids: set[uuid.UUID] = set()
-            for s in specs:
-                account_ids.update(a for a in (s.debit_account, s.credit_account) if a)
-            for t in transfers.values():
-                account_ids.update((t.debit_account, t.credit_account))
-            accounts = await store.lock_accounts(conn, account_ids)
+            # The accounts of the reservations the batch posts, voids or
+            # expires, when its transfers did not name them: one more round trip.
+            more = {
+                a
+                for t in transfers.values()
+                for a in (t.debit_account, t.credit_account)
+                if a not in named_accounts
+            }
+            if more:
+                accounts.update(await store.lock_accounts(conn, more))
             loaded_at = time.perf_counter()
             ws = engine.WorkingSet(accounts, transfers, now=head.now, next_seq=head.seq + 1)
             messages = wire.TransferMessages()

@@ -45,6 +45,10 @@ log = logging.getLogger(__name__)
 MSG_ID_HEADER = "Nats-Msg-Id"
 EVENT_TYPE_HEADER = "Fintech-Event-Type"
 MAX_BATCH_SIZE = 500
+# nats-py's default bound on a JetStream context's unacknowledged publishes
+# (JetStreamContext(publish_async_max_pending=...)): a relay batch stays below it.
+NATS_MAX_PENDING_PUBLISHES = 4000
+assert MAX_BATCH_SIZE < NATS_MAX_PENDING_PUBLISHES
 MAX_BACKOFF_SECONDS = 30.0
 MAX_HEADERS = 32
 DEFAULT_STREAM = "FINTECH"
@@ -234,11 +238,18 @@ class OutboxRelay:
         outcomes: list[object] = []
         for row in rows:
             try:
+                # No `wait_stall`: nats-py then acquires its pending-publish
+                # semaphore through asyncio.wait_for, which yields to the event
+                # loop on every call, so its flusher sent each message in a
+                # write of its own. Measured (bench/README.md): JetStream's CPU
+                # per event 12.5 -> 64.5 us and the publisher's 33 -> 99.5 us.
+                # The semaphore cannot run out: this context is the relay's
+                # alone, and a batch (<= MAX_BATCH_SIZE) is acknowledged or
+                # cancelled before the next one is written.
                 futures.append(
                     await self.js.publish_async(
                         row.subject,
                         bytes(row.payload),
-                        wait_stall=self.config.publish_timeout_seconds,
                         stream=self.config.stream,
                         headers=self._headers(row),
                     )

@@ -236,6 +236,48 @@ async def test_a_failure_inside_a_pipelined_batch_keeps_the_rest_in_line(env: En
     assert sorted(e.subject for e in envelopes) == [f"things/{i}" for i in range(5)]
 
 
+async def test_a_batch_is_written_without_yielding_between_its_events(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The relay writes a whole batch before the event loop runs anything
+    else, so nats-py's flusher sends it in one write rather than one write per
+    event. Publishing with `wait_stall` yielded on every event (nats-py waits
+    for its semaphore through asyncio.wait_for), which made each event cost
+    JetStream five times the CPU (bench/README.md)."""
+    events = 50
+    async with env.db.transaction() as conn:
+        for i in range(events):
+            await add_event(conn, event=env.event(str(i)), aggregate=f"things/{i}")
+    turns = 0  # how often another task got the event loop
+
+    async def other_task() -> None:
+        nonlocal turns
+        while True:
+            turns += 1
+            await asyncio.sleep(0)
+
+    turns_at_publish: list[int] = []
+    publish_async = env.js.publish_async
+
+    async def counted(*args: Any, **kwargs: Any) -> Any:
+        turns_at_publish.append(turns)
+        return await publish_async(*args, **kwargs)
+
+    monkeypatch.setattr(env.js, "publish_async", counted)
+    ticker = asyncio.create_task(other_task())
+    await asyncio.sleep(0)
+    try:
+        relay = OutboxRelay(env.db, env.js, "unused", RelayConfig(batch_size=events))
+        assert await relay.relay_once() == events
+    finally:
+        ticker.cancel()
+    assert len(turns_at_publish) == events
+    assert turns > turns_at_publish[-1]  # it ran while the acknowledgements were awaited
+    assert turns_at_publish[-1] == turns_at_publish[0], "the loop ran between two publishes"
+    assert await stored_count(env) == events
+    assert await unpublished(env.db) == 0
+
+
 async def test_background_relay_wakes_on_notify(env: Env, schema: ServiceSchema) -> None:
     slow_poll = RelayConfig(poll_interval_seconds=30)
     relay = OutboxRelay(env.db, env.js, schema.name, slow_poll)
