@@ -238,14 +238,15 @@ class OutboxRelay:
         outcomes: list[object] = []
         for row in rows:
             try:
-                # No `wait_stall`: nats-py then acquires its pending-publish
-                # semaphore through asyncio.wait_for, which yields to the event
-                # loop on every call, so its flusher sent each message in a
-                # write of its own. Measured (bench/README.md): JetStream's CPU
-                # per event 12.5 -> 64.5 us and the publisher's 33 -> 99.5 us.
-                # The semaphore cannot run out: this context is the relay's
-                # alone, and a batch (<= MAX_BATCH_SIZE) is acknowledged or
-                # cancelled before the next one is written.
+                # No `wait_stall`: given one, nats-py acquires its pending-
+                # publish semaphore through asyncio.wait_for, which yields to
+                # the event loop on every call, so the connection's flusher
+                # wrote each message on its own. Measured (bench/README.md):
+                # JetStream's CPU per event 12.5 us written together, 64.5 us
+                # alone; the publisher's 33 and 99.5. Without a timeout the
+                # semaphore still cannot block: this JetStream context is the
+                # relay's alone, and a batch (<= MAX_BATCH_SIZE) is
+                # acknowledged or cancelled before the next one is written.
                 futures.append(
                     await self.js.publish_async(
                         row.subject,
