@@ -23,6 +23,7 @@ from nats.js.api import DeliverPolicy
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from services.platform.app import close_nats
 from services.platform.consumer import ConsumerSettings, DurableConsumer, Event, event_from_msg
 from services.platform.db import Database
 from services.platform.events import EventEnvelope, event_type_of, events_subject
@@ -436,3 +437,45 @@ async def test_consumer_terminates_messages_that_are_not_envelopes(env: Env) -> 
     await asyncio.sleep(1.2)  # past ack_wait: a nak'ed or unsettled message would be back
     assert await consumer.consume_once() == 0
     assert calls == ["good"]
+
+
+async def test_shutdown_after_a_cancelled_fetch_neither_hangs_nor_loses_a_buffered_ack(
+    infra,  # type: ignore[no-untyped-def]
+) -> None:
+    """A service closes NATS after cancelling its consumers. A pull request
+    cancelled mid-fetch is still answered by the server, into a queue nobody
+    reads: nats-py's drain() waited for it until its 30 s timeout at every
+    shutdown. close_nats sends what is buffered (here an acknowledgement) and
+    closes at once."""
+    stream, durable = f"PT_CLOSE_{secrets.token_hex(3)}".upper(), "pt_close"
+    subject = f"ptclose.{secrets.token_hex(3)}"
+    nc = await nats.connect(infra.nats_url)
+    js = nc.jetstream()
+    await js.add_stream(name=stream, subjects=[subject])
+    try:
+        await js.publish(subject, b"one")
+        subscription = await js.pull_subscribe(subject, durable=durable, stream=stream)
+        (msg,) = await subscription.fetch(1, timeout=5)
+
+        async def fetch_more() -> None:
+            await subscription.fetch(1, timeout=1)
+
+        cancelled = asyncio.create_task(fetch_more())
+        await asyncio.sleep(0.2)
+        cancelled.cancel()
+        await asyncio.gather(cancelled, return_exceptions=True)
+        await asyncio.sleep(1.5)  # the server's answer to the cancelled request arrives
+        await msg.ack()  # buffered: only the flush sends it
+        began = asyncio.get_running_loop().time()
+        await close_nats(nc)
+        assert asyncio.get_running_loop().time() - began < 10  # drain() took 30
+        assert nc.is_closed
+    finally:
+        admin = await nats.connect(infra.nats_url)
+        try:
+            info = await admin.jetstream().consumer_info(stream, durable)
+            await admin.jetstream().delete_stream(stream)
+        finally:
+            await admin.close()
+    assert info.num_ack_pending == 0  # the acknowledgement reached the server
+    assert info.delivered.consumer_seq == 1
