@@ -300,18 +300,20 @@ async def closed_loop(
 
 
 async def costed(
-    work: Callable[[], Awaitable[tuple[float, int]]], settle: Callable[[], Awaitable[object]]
-) -> tuple[float, int, CpuCost]:
-    """Run a closed-loop phase, then `settle` (its events published), and
-    account the machine's CPU over both to the phase's transfers."""
+    work: Callable[[], Awaitable[tuple[float, int]]],
+    settle: Callable[[], Awaitable[float]] | None = None,
+) -> tuple[float, int, float, CpuCost]:
+    """Run a closed-loop phase, then `settle` (wait until its events are
+    published), and account the machine's CPU over both to the phase's
+    transfers: (transfers/s, errors, settle's answer, the cost)."""
     before = CpuSnapshot.take()
     began = time.perf_counter()
     rate, errors = await work()
     transfers = rate * (time.perf_counter() - began)
-    await settle()
+    settled = await settle() if settle is not None else 0.0
     seconds = time.perf_counter() - began
     machine_s, parts = cpu_by_part(before, CpuSnapshot.take())
-    return rate, errors, CpuCost(transfers, seconds, machine_s, parts)
+    return rate, errors, settled, CpuCost(transfers, seconds, machine_s, parts)
 
 
 async def drain_outbox(admin_url: str) -> float:
@@ -371,25 +373,28 @@ async def ledger_phases(
 
         await drain_outbox(admin_url)  # the funding's events
         await closed_loop(BATCH_CLIENTS, WARMUP_SECONDS, batch)
-        drained: list[float] = []
 
-        async def drain() -> None:
-            drained.append(await drain_outbox(admin_url))
+        def drain() -> Awaitable[float]:
+            return drain_outbox(admin_url)
 
-        out["batched_transfers_per_s"], out["batched_errors"], cpu["batched"] = await costed(
-            lambda: closed_loop(BATCH_CLIENTS, seconds, batch), drain
-        )
-        out["batched_outbox_drain_s"] = drained.pop()
+        (
+            out["batched_transfers_per_s"],
+            out["batched_errors"],
+            out["batched_outbox_drain_s"],
+            cpu["batched"],
+        ) = await costed(lambda: closed_loop(BATCH_CLIENTS, seconds, batch), drain)
 
         # (3) one transfer per request, 64 clients, random wallets.
         async def single(worker: int) -> int:
             return await ledger.create_pairs([pair()], worker)
 
         await closed_loop(SINGLE_CLIENTS, WARMUP_SECONDS, single)
-        out["single_transfers_per_s"], out["single_errors"], cpu["single"] = await costed(
-            lambda: closed_loop(SINGLE_CLIENTS, seconds, single), drain
-        )
-        out["single_outbox_drain_s"] = drained.pop()
+        (
+            out["single_transfers_per_s"],
+            out["single_errors"],
+            out["single_outbox_drain_s"],
+            cpu["single"],
+        ) = await costed(lambda: closed_loop(SINGLE_CLIENTS, seconds, single), drain)
 
         # (4) the same, every transfer debiting the same (constrained) wallet.
         others = wallets[1:]
@@ -460,8 +465,8 @@ async def noop_phase(
 
     try:
         await closed_loop(SINGLE_CLIENTS, WARMUP_SECONDS, single)
-        rps, errors, cpu["noop"] = await costed(
-            lambda: closed_loop(SINGLE_CLIENTS, seconds, single), lambda: asyncio.sleep(0)
+        rps, errors, _, cpu["noop"] = await costed(
+            lambda: closed_loop(SINGLE_CLIENTS, seconds, single)
         )
     finally:
         await ledger.close()

@@ -45,10 +45,6 @@ log = logging.getLogger(__name__)
 MSG_ID_HEADER = "Nats-Msg-Id"
 EVENT_TYPE_HEADER = "Fintech-Event-Type"
 MAX_BATCH_SIZE = 500
-# nats-py's default bound on a JetStream context's unacknowledged publishes
-# (JetStreamContext(publish_async_max_pending=...)): a relay batch stays below it.
-NATS_MAX_PENDING_PUBLISHES = 4000
-assert MAX_BATCH_SIZE < NATS_MAX_PENDING_PUBLISHES
 MAX_BACKOFF_SECONDS = 30.0
 MAX_HEADERS = 32
 DEFAULT_STREAM = "FINTECH"
@@ -236,28 +232,27 @@ class OutboxRelay:
         """Each row's PubAck, or the exception that stands for it, in row order."""
         futures: list[asyncio.Future[Any]] = []
         outcomes: list[object] = []
-        for row in rows:
-            try:
-                # No `wait_stall`: given one, nats-py acquires its pending-
-                # publish semaphore through asyncio.wait_for, which yields to
-                # the event loop on every call, so the connection's flusher
-                # wrote each message on its own. Measured (bench/README.md):
-                # JetStream's CPU per event 12.5 us written together, 64.5 us
-                # alone; the publisher's 33 and 99.5. Without a timeout the
-                # semaphore still cannot block: this JetStream context is the
-                # relay's alone, and a batch (<= MAX_BATCH_SIZE) is
-                # acknowledged or cancelled before the next one is written.
-                futures.append(
-                    await self.js.publish_async(
-                        row.subject,
-                        bytes(row.payload),
-                        stream=self.config.stream,
-                        headers=self._headers(row),
+        try:
+            # One deadline for writing the whole batch, not nats-py's
+            # `wait_stall`: given one, nats-py acquires its pending-publish
+            # semaphore through asyncio.wait_for, which yields to the event
+            # loop on every call, so the connection's flusher wrote each
+            # message on its own (JetStream's CPU per event 12.5 us written
+            # together, 64.5 us alone; the publisher's 33 and 99.5:
+            # bench/README.md). This arms one timer, and yields only when a
+            # publish really has to wait for the semaphore.
+            async with asyncio.timeout(self.config.publish_timeout_seconds):
+                for row in rows:
+                    futures.append(
+                        await self.js.publish_async(
+                            row.subject,
+                            bytes(row.payload),
+                            stream=self.config.stream,
+                            headers=self._headers(row),
+                        )
                     )
-                )
-            except Exception as exc:  # not written: it and what follows wait for the next round
-                outcomes.append(exc)
-                break
+        except Exception as exc:  # not written: it and what follows wait for the next round
+            outcomes.append(exc)
         try:
             acks = await asyncio.wait_for(
                 asyncio.gather(*futures, return_exceptions=True),
